@@ -6,8 +6,10 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mxlens {
@@ -39,6 +41,8 @@ enum class DType {
 
 const char* dtype_name(DType t);
 int dtype_bits(DType t);
+// The dtype spelled as in a safetensors header ("BF16"); nullopt for an unknown name.
+std::optional<DType> dtype_from_name(std::string_view name);
 
 struct TensorInfo {
   std::string name;
@@ -63,6 +67,11 @@ class SafetensorsFile {
   // Raw little-endian bytes of one tensor, pointing into the mapping (zero copy).
   std::span<const std::byte> bytes(const TensorInfo& t) const;
   uint64_t file_size_bytes() const;
+  // Absolute file offset of the data section (8 + header length).
+  uint64_t data_offset() const { return data_offset_; }
+  // Whether the tensor's first byte is aligned for its element type inside the mapping, so
+  // its bytes may be reinterpreted in place (otherwise they must be copied).
+  bool is_aligned(const TensorInfo& t) const;
 
  private:
   std::filesystem::path path_;

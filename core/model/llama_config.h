@@ -31,8 +31,8 @@ struct LlamaConfig {
   double rope_theta = 10000.0;
   RopeScaling rope_scaling;
   bool tie_word_embeddings = false;
-  bool attention_bias = false;  // q/k/v/o bias (Qwen2: q/k/v only, see qkv_bias)
-  bool qkv_bias = false;        // true for Qwen2
+  bool attention_bias = false;  // o_proj bias (config attention_bias; then q/k/v too)
+  bool qkv_bias = false;        // q/k/v_proj biases: Qwen2, or attention_bias
   bool mlp_bias = false;
   std::vector<int> bos_token_ids;
   std::vector<int> eos_token_ids;
