@@ -10,5 +10,6 @@ void register_tokenize(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_demo(CLI::App& app);
+void register_synth(CLI::App& app);
 
 }  // namespace mxlens::cli
