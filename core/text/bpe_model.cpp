@@ -1,0 +1,226 @@
+#include "core/text/bpe_model.h"
+
+#include <cstdio>
+#include <queue>
+
+#include <nlohmann/json.hpp>
+
+#include "core/text/utf8.h"
+#include "core/util/error.h"
+
+namespace mxlens {
+
+namespace {
+
+std::string optional_string(const nlohmann::json& j, const char* key, const std::string& source) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return {};
+  if (!it->is_string()) throw Error(source, std::string("model.") + key + " is not a string");
+  return it->get<std::string>();
+}
+
+bool optional_bool(const nlohmann::json& j, const char* key, const std::string& source) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return false;
+  if (!it->is_boolean()) throw Error(source, std::string("model.") + key + " is not a boolean");
+  return it->get<bool>();
+}
+
+}  // namespace
+
+BpeModel BpeModel::from_json(const nlohmann::json& model, const std::string& source) {
+  BpeModel m;
+  if (auto d = model.find("dropout"); d != model.end() && !d->is_null()) {
+    if (!d->is_number()) throw Error(source, "model.dropout is not a number");
+    if (d->get<double>() != 0.0)
+      throw Error(source, "unsupported BPE dropout (non-deterministic encoding)");
+  }
+  auto vocab = model.find("vocab");
+  if (vocab == model.end() || !vocab->is_object())
+    throw Error(source, "model.vocab is missing or not an object");
+  m.vocab_.reserve(vocab->size());
+  for (const auto& [piece, id] : vocab->items()) {
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX)
+      throw Error(source, "model.vocab['" + piece + "'] is not a valid id");
+    m.vocab_.emplace(piece, static_cast<int32_t>(id.get<int64_t>()));
+  }
+
+  if (auto unk = model.find("unk_token"); unk != model.end() && !unk->is_null()) {
+    if (!unk->is_string()) throw Error(source, "model.unk_token is not a string");
+    m.unk_token_ = unk->get<std::string>();
+    if (auto it = m.vocab_.find(*m.unk_token_); it != m.vocab_.end()) m.unk_id_ = it->second;
+  }
+  m.fuse_unk_ = optional_bool(model, "fuse_unk", source);
+  m.byte_fallback_ = optional_bool(model, "byte_fallback", source);
+  m.ignore_merges_ = optional_bool(model, "ignore_merges", source);
+  m.continuing_subword_prefix_ = optional_string(model, "continuing_subword_prefix", source);
+  m.end_of_word_suffix_ = optional_string(model, "end_of_word_suffix", source);
+
+  m.has_all_byte_pieces_ = true;
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof name, "<0x%02X>", b);
+    auto it = m.vocab_.find(std::string_view(name));
+    m.byte_ids_[b] = it == m.vocab_.end() ? -1 : it->second;
+    if (it == m.vocab_.end()) m.has_all_byte_pieces_ = false;
+  }
+
+  auto merges = model.find("merges");
+  if (merges == model.end() || merges->is_null()) return m;
+  if (!merges->is_array()) throw Error(source, "model.merges is not an array");
+  m.merges_.reserve(merges->size() * 2);
+  const std::size_t prefix_len = m.continuing_subword_prefix_.size();
+  auto lookup = [&](const std::string& piece, std::size_t rank, const std::string& shown) {
+    auto it = m.vocab_.find(piece);
+    if (it == m.vocab_.end())
+      throw Error(source, "merge " + std::to_string(rank) + " ('" + shown + "'): token '" + piece +
+                              "' is not in the vocab");
+    return it->second;
+  };
+  std::size_t rank = 0;  // "#version" lines do not count
+  for (std::size_t index = 0; index < merges->size(); ++index) {
+    const auto& entry = (*merges)[index];
+    std::string a, b, shown;
+    if (entry.is_string()) {
+      const auto& line = entry.get_ref<const std::string&>();
+      if (line.rfind("#version", 0) == 0) continue;
+      auto space = line.find(' ');
+      if (space == std::string::npos || line.find(' ', space + 1) != std::string::npos)
+        throw Error(source, "merge " + std::to_string(rank) + " ('" + line +
+                                "') is not two pieces separated by one space");
+      a = line.substr(0, space);
+      b = line.substr(space + 1);
+      shown = line;
+    } else if (entry.is_array() && entry.size() == 2 && entry[0].is_string() &&
+               entry[1].is_string()) {
+      a = entry[0].get<std::string>();
+      b = entry[1].get<std::string>();
+      shown = a + " " + b;
+    } else {
+      throw Error(source,
+                  "merge " + std::to_string(rank) + " is neither \"a b\" nor a pair of strings");
+    }
+    const int32_t a_id = lookup(a, rank, shown);
+    const int32_t b_id = lookup(b, rank, shown);
+    if (b.size() < prefix_len)
+      throw Error(source, "merge " + std::to_string(rank) + " ('" + shown +
+                              "'): second piece shorter than continuing_subword_prefix");
+    const int32_t new_id = lookup(a + b.substr(prefix_len), rank, shown);
+    // A repeated pair keeps its last rank, as the library's hash map does.
+    m.merges_[pair_key(a_id, b_id)] = Merge{static_cast<int32_t>(rank), new_id};
+    ++rank;
+  }
+  return m;
+}
+
+void BpeModel::tokenize(std::string_view word, std::vector<int32_t>& out) const {
+  if (word.empty()) return;
+  if (ignore_merges_) {
+    if (auto it = vocab_.find(word); it != vocab_.end()) {
+      out.push_back(it->second);
+      return;
+    }
+  }
+  merge_word(word, out);
+}
+
+void BpeModel::merge_word(std::string_view word, std::vector<int32_t>& out) const {
+  struct Symbol {
+    int32_t id;
+    int32_t prev;
+    int32_t next;
+    bool removed;
+  };
+  std::vector<Symbol> symbols;
+  symbols.reserve(word.size());
+  auto add = [&](int32_t id) {
+    const auto n = static_cast<int32_t>(symbols.size());
+    symbols.push_back(Symbol{id, n - 1, -1, false});
+    if (n > 0) symbols[n - 1].next = n;
+  };
+
+  // 1. characters -> symbols (vocab entry, else <0xHH> bytes, else unk, fused if asked).
+  int32_t pending_unk = -1;  // -1: none
+  std::string scratch;
+  for (std::size_t i = 0; i < word.size();) {
+    const std::size_t len = utf8_char_length(static_cast<unsigned char>(word[i]));
+    std::string_view ch = word.substr(i, len);
+    const bool is_first = i == 0;
+    const bool is_last = i + len >= word.size();
+    i += len;
+    std::string_view key = ch;
+    if ((!is_first && !continuing_subword_prefix_.empty()) ||
+        (is_last && !end_of_word_suffix_.empty())) {
+      scratch.clear();
+      if (!is_first) scratch += continuing_subword_prefix_;
+      scratch += ch;
+      if (is_last) scratch += end_of_word_suffix_;
+      key = scratch;
+    }
+    if (auto it = vocab_.find(key); it != vocab_.end()) {
+      if (pending_unk >= 0) {
+        add(pending_unk);
+        pending_unk = -1;
+      }
+      add(it->second);
+      continue;
+    }
+    if (byte_fallback_) {
+      bool all = true;
+      for (char c : key) all = all && byte_ids_[static_cast<unsigned char>(c)] >= 0;
+      if (all) {
+        // The library does not flush a pending unk here; keep its order exactly.
+        for (char c : key) add(byte_ids_[static_cast<unsigned char>(c)]);
+        continue;
+      }
+    }
+    if (unk_token_) {
+      if (!unk_id_) throw Error("tokenizer", "unk_token '" + *unk_token_ + "' is not in the vocab");
+      if (pending_unk >= 0 && !fuse_unk_) add(pending_unk);
+      pending_unk = *unk_id_;
+    }
+    // No unk token: the character is dropped, as the library does.
+  }
+  if (pending_unk >= 0) add(pending_unk);
+
+  // 2. merges, lowest rank first, leftmost on ties.
+  struct Candidate {
+    int32_t rank;
+    int32_t pos;
+    int32_t new_id;
+    bool operator>(const Candidate& o) const {
+      return rank != o.rank ? rank > o.rank : pos > o.pos;
+    }
+  };
+  std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> queue;
+  for (std::size_t k = 0; k + 1 < symbols.size(); ++k) {
+    auto it = merges_.find(pair_key(symbols[k].id, symbols[k + 1].id));
+    if (it != merges_.end())
+      queue.push(Candidate{it->second.rank, static_cast<int32_t>(k), it->second.new_id});
+  }
+  while (!queue.empty()) {
+    const Candidate top = queue.top();
+    queue.pop();
+    Symbol& left = symbols[top.pos];
+    if (left.removed || left.next < 0) continue;
+    const Symbol right = symbols[left.next];
+    auto it = merges_.find(pair_key(left.id, right.id));
+    if (it == merges_.end() || it->second.new_id != top.new_id) continue;  // stale entry
+    symbols[left.next].removed = true;
+    left.id = top.new_id;
+    left.next = right.next;
+    if (right.next >= 0) symbols[right.next].prev = top.pos;
+    if (left.prev >= 0) {
+      auto p = merges_.find(pair_key(symbols[left.prev].id, left.id));
+      if (p != merges_.end()) queue.push(Candidate{p->second.rank, left.prev, p->second.new_id});
+    }
+    if (left.next >= 0) {
+      auto n = merges_.find(pair_key(left.id, symbols[left.next].id));
+      if (n != merges_.end()) queue.push(Candidate{n->second.rank, top.pos, n->second.new_id});
+    }
+  }
+  for (const Symbol& s : symbols)
+    if (!s.removed) out.push_back(s.id);
+}
+
+}  // namespace mxlens
