@@ -1,0 +1,242 @@
+// GCC 12 reports a false -Wmaybe-uninitialized inside its own AVX-512 intrinsics when
+// Eigen's vectorized exp is inlined (the `__m512 __Y = __Y;` idiom of avx512fintrin.h).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include "core/model/forward.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "core/util/error.h"
+
+// OpenBLAS's thread count is a process-wide setting with no standard BLAS interface; the
+// symbol is looked up weakly so that another BLAS still links (its threads are then its own).
+extern "C" void openblas_set_num_threads(int) __attribute__((weak));
+
+namespace mxlens {
+
+namespace {
+
+using ConstRowMap = Eigen::Map<const RowMatrixXf, 0, Eigen::OuterStride<>>;
+using RowMap = Eigen::Map<RowMatrixXf, 0, Eigen::OuterStride<>>;
+
+void set_blas_threads(int threads) {
+  if (openblas_set_num_threads) openblas_set_num_threads(std::max(1, threads));
+}
+
+// out = in · Wᵀ (+ bias): W is [out, in] row-major, i.e. the column-major [in, out] matrix Wᵀ,
+// so this is one GEMM with no transposed copy.
+void linear(const RowMatrixXf& in, const MatrixRef& w, const float* bias, RowMatrixXf& out) {
+  out.resize(in.rows(), w.rows);
+  out.noalias() = in * w.transposed();
+  if (bias) out.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias, w.rows);
+}
+
+// y = x · rsqrt(mean(x²) + eps) · weight, per row, in fp32 (formats.md §2.3).
+void rmsnorm(const RowMatrixXf& x, const float* weight, float eps, RowMatrixXf& y, int threads) {
+  y.resize(x.rows(), x.cols());
+  const Eigen::Map<const Eigen::RowVectorXf> wv(weight, x.cols());
+  const Eigen::Index T = x.rows();
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (Eigen::Index t = 0; t < T; ++t) {
+    const float ms = x.row(t).squaredNorm() / float(x.cols());
+    const float inv = 1.0f / std::sqrt(ms + eps);
+    y.row(t) = (x.row(t) * inv).cwiseProduct(wv);
+  }
+}
+
+// Runs the tap's weight override for one linear, if any.
+MatrixRef maybe_override(SiteTaps* taps, int layer, Linear which, const MatrixRef& w) {
+  if (!taps) return w;
+  const float* repl = taps->weight_override(layer, which, w.span(), static_cast<int>(w.rows),
+                                            static_cast<int>(w.cols));
+  return repl ? MatrixRef{repl, w.rows, w.cols} : w;
+}
+
+}  // namespace
+
+double forward_flops(const LlamaConfig& c, int64_t tokens) {
+  const double d = c.hidden_size, f = c.intermediate_size, D = c.head_dim;
+  const double hd = double(c.num_heads) * D, kvd = double(c.num_kv_heads) * D;
+  const double linear_params = d * hd + 2 * d * kvd + hd * d + 3 * d * f;
+  const double T = double(tokens);
+  // Causal: each head does QKᵀ and PV over T(T+1)/2 (query, key) pairs, 2·D flops each.
+  const double attention = 2.0 * 2.0 * D * double(c.num_heads) * T * (T + 1) / 2.0;
+  const double per_layer = 2.0 * T * linear_params + attention;
+  return per_layer * c.num_layers + 2.0 * T * d * double(c.vocab_size);
+}
+
+LlamaForward::LlamaForward(const LlamaWeights& weights, ForwardOptions options)
+    : w_(&weights), opt_(options) {
+  if (opt_.threads < 1) throw Error("--threads", "must be at least 1");
+  if (opt_.logits_chunk_rows < 1 || opt_.attention_block_rows < 1 || opt_.lm_head_chunk_rows < 1)
+    throw Error("forward options", "chunk sizes must be at least 1");
+}
+
+void LlamaForward::ensure_rope(int64_t T) {
+  if (T <= rope_positions_) return;
+  const std::vector<double> inv_freq = rope_inv_freq(w_->config());
+  const int64_t half = int64_t(inv_freq.size());
+  rope_cos_.resize(static_cast<size_t>(T * half));
+  rope_sin_.resize(static_cast<size_t>(T * half));
+  for (int64_t p = 0; p < T; ++p)
+    for (int64_t i = 0; i < half; ++i) {
+      // Angle in double: p·f stays exact to float precision even at large positions.
+      const double a = double(p) * inv_freq[size_t(i)];
+      rope_cos_[size_t(p * half + i)] = float(std::cos(a));
+      rope_sin_[size_t(p * half + i)] = float(std::sin(a));
+    }
+  rope_positions_ = T;
+}
+
+const RowMatrixXf& LlamaForward::hidden(std::span<const int32_t> tokens, SiteTaps* taps) {
+  const LlamaConfig& c = w_->config();
+  if (tokens.empty()) throw Error("token ids", "empty window");
+  T_ = int64_t(tokens.size());
+  if (int64_t(c.head_dim / 2) != int64_t(rope_inv_freq(c).size()))
+    throw Error("config.json", "rope frequencies do not match head_dim");
+  ensure_rope(T_);
+  set_blas_threads(opt_.threads);
+  w_->embed(tokens, x_);
+  for (int layer = 0; layer < c.num_layers; ++layer) layer_forward(layer, taps);
+  rmsnorm(x_, w_->final_norm(), float(c.rms_norm_eps), n_, opt_.threads);
+  return n_;
+}
+
+void LlamaForward::layer_forward(int layer, SiteTaps* taps) {
+  const LlamaConfig& c = w_->config();
+  const float eps = float(c.rms_norm_eps);
+  w_->load_layer(layer, lw_);
+
+  // Attention block: h = x + o_proj(attn(rope(q), rope(k), v)), inputs normed.
+  rmsnorm(x_, lw_.input_norm, eps, n_, opt_.threads);
+  if (taps) taps->on_activations(layer, Site::Qkv, n_);
+  linear(n_, maybe_override(taps, layer, Linear::Q, lw_.q), lw_.q_bias, q_);
+  linear(n_, maybe_override(taps, layer, Linear::K, lw_.k), lw_.k_bias, k_);
+  linear(n_, maybe_override(taps, layer, Linear::V, lw_.v), lw_.v_bias, v_);
+  attention(T_);
+  if (taps) taps->on_activations(layer, Site::O, att_);
+  linear(att_, maybe_override(taps, layer, Linear::O, lw_.o), lw_.o_bias, tmp_);
+  x_ += tmp_;
+
+  // MLP block: out = h + down(silu(gate(n2)) ⊙ up(n2)).
+  rmsnorm(x_, lw_.post_norm, eps, n_, opt_.threads);
+  if (taps) taps->on_activations(layer, Site::GateUp, n_);
+  linear(n_, maybe_override(taps, layer, Linear::Gate, lw_.gate), nullptr, gate_);
+  linear(n_, maybe_override(taps, layer, Linear::Up, lw_.up), nullptr, up_);
+  const Eigen::Index T = gate_.rows();
+#pragma omp parallel for num_threads(opt_.threads) schedule(static)
+  for (Eigen::Index t = 0; t < T; ++t) {
+    auto g = gate_.row(t).array();
+    g = g / (1.0f + (-g).exp()) * up_.row(t).array();
+  }
+  if (taps) taps->on_activations(layer, Site::Down, gate_);
+  linear(gate_, maybe_override(taps, layer, Linear::Down, lw_.down), nullptr, tmp_);
+  x_ += tmp_;
+}
+
+void LlamaForward::attention(int64_t T) {
+  const LlamaConfig& c = w_->config();
+  const int H = c.num_heads, D = c.head_dim, half = D / 2, group = c.kv_group();
+  const int64_t hd = int64_t(H) * D, kvd = int64_t(c.num_kv_heads) * D;
+  const float scale = 1.0f / std::sqrt(float(D));
+
+  // RoPE, rotate-half: element i pairs with i + D/2 of the same head (formats.md §2.3).
+  auto rope = [&](RowMatrixXf& m, int heads) {
+#pragma omp parallel for num_threads(opt_.threads) schedule(static)
+    for (int64_t t = 0; t < T; ++t) {
+      const float* cs = rope_cos_.data() + t * half;
+      const float* sn = rope_sin_.data() + t * half;
+      for (int h = 0; h < heads; ++h) {
+        float* x = m.row(t).data() + int64_t(h) * D;
+        for (int i = 0; i < half; ++i) {
+          const float x1 = x[i], x2 = x[i + half];
+          x[i] = x1 * cs[i] - x2 * sn[i];
+          x[i + half] = x2 * cs[i] + x1 * sn[i];
+        }
+      }
+    }
+  };
+  rope(q_, H);
+  rope(k_, c.num_kv_heads);
+
+  att_.resize(T, hd);
+  const int threads = opt_.threads;
+  const int64_t B = opt_.attention_block_rows;
+  if (int(scores_.size()) < threads) scores_.resize(size_t(threads));
+  // Each head's block GEMMs run single-threaded inside one OpenMP thread; OpenBLAS goes back
+  // to `threads` for the next linear.
+  set_blas_threads(1);
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+  for (int h = 0; h < H; ++h) {
+    RowMatrixXf& S = scores_[size_t(omp_get_thread_num())];
+    const int kv = h / group;
+    for (int64_t r0 = 0; r0 < T; r0 += B) {
+      const int64_t rows = std::min(B, T - r0), keys = r0 + rows;  // keys 0..r0+rows-1 visible
+      const ConstRowMap qb(q_.data() + r0 * hd + int64_t(h) * D, rows, D, Eigen::OuterStride<>(hd));
+      const ConstRowMap kb(k_.data() + int64_t(kv) * D, keys, D, Eigen::OuterStride<>(kvd));
+      const ConstRowMap vb(v_.data() + int64_t(kv) * D, keys, D, Eigen::OuterStride<>(kvd));
+      S.resize(rows, keys);
+      S.noalias() = qb * kb.transpose();
+      // Softmax in fp32 with the max subtracted; row i sees keys 0..r0+i.
+      for (int64_t i = 0; i < rows; ++i) {
+        const int64_t n = r0 + i + 1;
+        auto row = S.row(i);
+        auto valid = row.head(n).array();
+        valid *= scale;
+        const float mx = valid.maxCoeff();
+        valid = (valid - mx).exp();
+        valid /= valid.sum();
+        row.tail(keys - n).setZero();
+      }
+      RowMap ob(att_.data() + r0 * hd + int64_t(h) * D, rows, D, Eigen::OuterStride<>(hd));
+      ob.noalias() = S * vb;
+    }
+  }
+  set_blas_threads(threads);
+}
+
+void LlamaForward::logits(const LogitsChunkFn& fn, int64_t row_begin, int64_t row_end) {
+  const LlamaConfig& c = w_->config();
+  if (row_end < 0) row_end = T_;
+  if (row_begin < 0 || row_begin > row_end || row_end > T_)
+    throw Error("logits", "row range outside the last window");
+  set_blas_threads(opt_.threads);
+  const int64_t V = c.vocab_size;
+  for (int64_t r0 = row_begin; r0 < row_end; r0 += opt_.logits_chunk_rows) {
+    const int64_t rows = std::min<int64_t>(opt_.logits_chunk_rows, row_end - r0);
+    const auto h = n_.middleRows(r0, rows);
+    logit_.resize(rows, V);
+    if (w_->lm_head_is_f32()) {
+      const MatrixRef lm = w_->lm_head_rows(0, V, lm_scratch_);
+      logit_.noalias() = h * lm.transposed();
+    } else {
+      // Convert the lm_head a slice of vocabulary rows at a time; each slice fills a band of
+      // columns of the logits chunk.
+      for (int64_t v0 = 0; v0 < V; v0 += opt_.lm_head_chunk_rows) {
+        const int64_t nv = std::min<int64_t>(opt_.lm_head_chunk_rows, V - v0);
+        const MatrixRef lm = w_->lm_head_rows(v0, nv, lm_scratch_);
+        logit_.middleCols(v0, nv).noalias() = h * lm.transposed();
+      }
+    }
+    fn(r0, logit_);
+  }
+}
+
+void LlamaForward::run(std::span<const int32_t> tokens, SiteTaps* taps, const LogitsChunkFn& fn) {
+  hidden(tokens, taps);
+  logits(fn);
+}
+
+RowMatrixXf LlamaForward::logits_all(std::span<const int32_t> tokens, SiteTaps* taps) {
+  RowMatrixXf all(int64_t(tokens.size()), w_->config().vocab_size);
+  run(tokens, taps, [&](int64_t r0, const Eigen::Ref<const RowMatrixXf>& chunk) {
+    all.middleRows(r0, chunk.rows()) = chunk;
+  });
+  return all;
+}
+
+}  // namespace mxlens
