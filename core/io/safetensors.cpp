@@ -107,16 +107,26 @@ std::string single_quoted(std::string_view name) {
 // Parses the header JSON, rejecting duplicate keys in any object (formats.md §1.3: the
 // reference silently keeps the last one; mxlens refuses).
 json parse_header_json(const std::string& source, const char* text, size_t n) {
-  std::vector<std::set<std::string>> open_objects;
+  struct OpenObject {
+    std::string name;  // the key this object is the value of ("" for the header itself)
+    std::set<std::string> keys;
+  };
+  std::vector<OpenObject> open_objects;
+  std::string last_key;
   std::string duplicate;
   auto on_event = [&](int /*depth*/, json::parse_event_t event, json& parsed) {
     switch (event) {
       case json::parse_event_t::object_start:
-        open_objects.emplace_back();
+        open_objects.push_back({open_objects.empty() ? std::string() : last_key, {}});
         break;
       case json::parse_event_t::key:
-        if (!open_objects.back().insert(parsed.get<std::string>()).second && duplicate.empty())
-          duplicate = parsed.get<std::string>();
+        last_key = parsed.get<std::string>();
+        if (!open_objects.back().keys.insert(last_key).second && duplicate.empty()) {
+          duplicate = open_objects.size() == 1
+                          ? "duplicate key " + single_quoted(last_key) + " in header"
+                          : "duplicate key " + single_quoted(last_key) + " in entry " +
+                                single_quoted(open_objects.back().name);
+        }
         break;
       case json::parse_event_t::object_end:
         open_objects.pop_back();
@@ -132,8 +142,7 @@ json parse_header_json(const std::string& source, const char* text, size_t n) {
   } catch (const json::exception& e) {
     throw Error(source, std::string("header is not valid JSON: ") + e.what());
   }
-  if (!duplicate.empty())
-    throw Error(source, "duplicate key " + single_quoted(duplicate) + " in header");
+  if (!duplicate.empty()) throw Error(source, duplicate);
   return header;
 }
 

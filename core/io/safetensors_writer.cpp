@@ -77,7 +77,6 @@ SafetensorsWriter::SafetensorsWriter(std::filesystem::path path, std::vector<Ten
     std::filesystem::remove(temp_path_, ignored);
     throw Error(temp_path_.string(), problem);
   }
-  while (current_ < sizes_.size() && sizes_[current_] == 0) ++current_;
 }
 
 SafetensorsWriter::~SafetensorsWriter() {
@@ -90,6 +89,9 @@ SafetensorsWriter::~SafetensorsWriter() {
 
 void SafetensorsWriter::write(std::string_view name, std::span<const std::byte> bytes) {
   if (!file_) throw Error(path_.string(), "write after finish()");
+  // Empty tensors are complete without a write; step over those not named here.
+  while (current_ < sizes_.size() && sizes_[current_] == 0 && tensors_[current_].name != name)
+    ++current_;
   if (current_ >= tensors_.size() || tensors_[current_].name != name)
     throw Error(path_.string(),
                 "tensor '" + std::string(name) + "' written out of order" +
@@ -104,12 +106,12 @@ void SafetensorsWriter::write(std::string_view name, std::span<const std::byte> 
   if (written_ == sizes_[current_]) {
     written_ = 0;
     ++current_;
-    while (current_ < sizes_.size() && sizes_[current_] == 0) ++current_;
   }
 }
 
 void SafetensorsWriter::finish() {
   if (!file_) throw Error(path_.string(), "finish() called twice");
+  while (current_ < sizes_.size() && sizes_[current_] == 0) ++current_;
   if (current_ < tensors_.size())
     throw Error(path_.string(), "tensor '" + tensors_[current_].name +
                                     "' is incomplete: " + std::to_string(written_) + " of " +
