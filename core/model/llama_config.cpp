@@ -109,7 +109,10 @@ void read_architecture(const ConfigReader& r, const json& j, LlamaConfig& cfg) {
     if (cfg.architecture == a.architecture ||
         (cfg.architecture.empty() && model_type == a.model_type)) {
       cfg.architecture = a.architecture;
-      cfg.model_type = model_type.empty() ? a.model_type : model_type;
+      cfg.model_type = a.model_type;
+      if (!model_type.empty() && model_type != a.model_type)
+        throw Error(r.source(), "model_type '" + model_type + "' does not match architecture " +
+                                    a.architecture + " (expected '" + a.model_type + "')");
       return;
     }
   }
