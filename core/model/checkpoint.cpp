@@ -220,6 +220,7 @@ void Checkpoint::Impl::check_tensors() {
 }
 
 Checkpoint Checkpoint::open(const std::filesystem::path& dir) {
+  if (!std::filesystem::exists(dir)) throw Error(dir.string(), "directory does not exist");
   if (!std::filesystem::is_directory(dir)) throw Error(dir.string(), "not a directory");
   auto impl = std::make_unique<Impl>();
   impl->dir = dir;
