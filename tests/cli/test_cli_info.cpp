@@ -94,7 +94,7 @@ class TestCliInfo : public QObject {
                                                  << "file is truncated";
     QTest::newRow("directory does not exist") << "absent"
                                               << ""
-                                              << "not a directory";
+                                              << "directory does not exist";
   }
   void infoBrokenDirNamesTheFile() {
     QFETCH(QString, breakage);
