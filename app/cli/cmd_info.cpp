@@ -1,5 +1,7 @@
 // mxlens-cli info DIR [--json]: what a checkpoint holds, read through the same loader the
 // engine uses (so a broken checkpoint fails here with the same message).
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -58,6 +60,34 @@ std::string biases_text(const LlamaConfig& c) {
   return s.empty() ? "none" : s;
 }
 
+// "model.layers.2.x" before "model.layers.10.x": digit runs compare as numbers.
+bool natural_less(const std::string& a, const std::string& b) {
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    if (std::isdigit(static_cast<unsigned char>(a[i])) &&
+        std::isdigit(static_cast<unsigned char>(b[j]))) {
+      size_t ie = i, je = j;
+      while (ie < a.size() && std::isdigit(static_cast<unsigned char>(a[ie]))) ++ie;
+      while (je < b.size() && std::isdigit(static_cast<unsigned char>(b[je]))) ++je;
+      const std::string_view na(a.data() + i, ie - i), nb(b.data() + j, je - j);
+      if (na.size() != nb.size()) return na.size() < nb.size();
+      if (na != nb) return na < nb;
+      i = ie, j = je;
+    } else {
+      if (a[i] != b[j]) return a[i] < b[j];
+      ++i, ++j;
+    }
+  }
+  return a.size() - i < b.size() - j;
+}
+
+std::vector<TensorRef> sorted_tensors(const Checkpoint& ck) {
+  std::vector<TensorRef> tensors = ck.tensors();
+  std::sort(tensors.begin(), tensors.end(),
+            [](const TensorRef& x, const TensorRef& y) { return natural_less(x.name, y.name); });
+  return tensors;
+}
+
 struct Totals {
   uint64_t parameters = 0;
   std::map<std::string, uint64_t> bytes_by_dtype;
@@ -80,7 +110,7 @@ Totals totals_of(const std::vector<TensorRef>& tensors) {
 
 void print_json(const Checkpoint& ck) {
   const LlamaConfig& c = ck.config();
-  const auto tensors = ck.tensors();
+  const auto tensors = sorted_tensors(ck);
   const Totals totals = totals_of(tensors);
   nlohmann::ordered_json j;
   j["dir"] = ck.dir().string();
@@ -132,7 +162,7 @@ void print_json(const Checkpoint& ck) {
 
 void print_text(const Checkpoint& ck) {
   const LlamaConfig& c = ck.config();
-  const auto tensors = ck.tensors();
+  const auto tensors = sorted_tensors(ck);
   const Totals totals = totals_of(tensors);
   const auto tok = ck.tokenizer_json();
   std::printf("checkpoint: %s\n", ck.dir().string().c_str());

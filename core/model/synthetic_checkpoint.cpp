@@ -308,6 +308,9 @@ SyntheticSummary write_synthetic_checkpoint(const std::filesystem::path& dir,
     std::filesystem::copy_file(*options.tokenizer, dir / "tokenizer.json",
                                std::filesystem::copy_options::overwrite_existing, ec);
     if (ec) throw Error(options.tokenizer->string(), "cannot copy tokenizer: " + ec.message());
+    // copy_file keeps the source's mode; a read-only source must not make the copy read-only.
+    std::filesystem::permissions(dir / "tokenizer.json", std::filesystem::perms::owner_write,
+                                 std::filesystem::perm_options::add, ec);
   }
   // config.json last: a directory without it is recognisably incomplete.
   write_text_atomically(dir / "config.json", config_json(config, options).dump(2) + "\n");
