@@ -1,5 +1,6 @@
 #include "core/text/bpe_model.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <queue>
 
@@ -28,6 +29,87 @@ bool optional_bool(const nlohmann::json& j, const char* key, const std::string& 
 
 }  // namespace
 
+void PieceIndex::reserve(std::size_t n) {
+  entries_.reserve(n);
+  std::size_t cap = 16;
+  while (cap < 2 * n) cap *= 2;
+  if (cap > slots_.size()) {
+    slots_.assign(cap, Slot{0, -1});
+    for (std::size_t e = 0; e < entries_.size(); ++e) {
+      const uint64_t h = StringHash{}(entries_[e].first);
+      std::size_t i = h & (slots_.size() - 1);
+      while (slots_[i].entry >= 0) i = (i + 1) & (slots_.size() - 1);
+      slots_[i] = Slot{h, static_cast<int32_t>(e)};
+    }
+  }
+}
+
+void PieceIndex::grow() {
+  reserve(std::max<std::size_t>(16, entries_.size() * 2));
+}
+
+void PieceIndex::insert(std::string piece, int32_t id) {
+  if (2 * (entries_.size() + 1) > slots_.size()) grow();
+  const uint64_t h = StringHash{}(piece);
+  std::size_t i = h & (slots_.size() - 1);
+  while (slots_[i].entry >= 0) {
+    auto& e = entries_[slots_[i].entry];
+    if (slots_[i].hash == h && e.first == piece) {
+      e.second = id;
+      return;
+    }
+    i = (i + 1) & (slots_.size() - 1);
+  }
+  slots_[i] = Slot{h, static_cast<int32_t>(entries_.size())};
+  entries_.emplace_back(std::move(piece), id);
+}
+
+std::optional<int32_t> PieceIndex::find(std::string_view piece) const {
+  if (slots_.empty()) return std::nullopt;
+  const uint64_t h = StringHash{}(piece);
+  for (std::size_t i = h & (slots_.size() - 1);; i = (i + 1) & (slots_.size() - 1)) {
+    const Slot& s = slots_[i];
+    if (s.entry < 0) return std::nullopt;
+    if (s.hash == h && entries_[s.entry].first == piece) return entries_[s.entry].second;
+  }
+}
+
+void BpeModel::MergeTable::reserve(std::size_t n) {
+  std::size_t cap = 16;
+  while (cap < 2 * n) cap *= 2;
+  if (cap <= slots_.size()) return;
+  std::vector<Slot> old = std::move(slots_);
+  slots_.assign(cap, Slot{kEmpty, {}});
+  for (const Slot& s : old) {
+    if (s.key == kEmpty) continue;
+    std::size_t i = slot_of(s.key);
+    while (slots_[i].key != kEmpty) i = (i + 1) & (slots_.size() - 1);
+    slots_[i] = s;
+  }
+}
+
+void BpeModel::MergeTable::grow() {
+  reserve(std::max<std::size_t>(16, used_ * 2));
+}
+
+void BpeModel::MergeTable::insert_or_assign(int32_t a, int32_t b, Merge m) {
+  if (2 * (used_ + 1) > slots_.size()) grow();
+  const uint64_t key = key_of(a, b);
+  std::size_t i = slot_of(key);
+  while (slots_[i].key != kEmpty && slots_[i].key != key) i = (i + 1) & (slots_.size() - 1);
+  if (slots_[i].key == kEmpty) ++used_;
+  slots_[i] = Slot{key, m};
+}
+
+const BpeModel::Merge* BpeModel::MergeTable::find(int32_t a, int32_t b) const {
+  if (slots_.empty()) return nullptr;
+  const uint64_t key = key_of(a, b);
+  for (std::size_t i = slot_of(key);; i = (i + 1) & (slots_.size() - 1)) {
+    if (slots_[i].key == key) return &slots_[i].merge;
+    if (slots_[i].key == kEmpty) return nullptr;
+  }
+}
+
 BpeModel BpeModel::from_json(const nlohmann::json& model, const std::string& source) {
   BpeModel m;
   if (auto d = model.find("dropout"); d != model.end() && !d->is_null()) {
@@ -42,13 +124,13 @@ BpeModel BpeModel::from_json(const nlohmann::json& model, const std::string& sou
   for (const auto& [piece, id] : vocab->items()) {
     if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX)
       throw Error(source, "model.vocab['" + piece + "'] is not a valid id");
-    m.vocab_.emplace(piece, static_cast<int32_t>(id.get<int64_t>()));
+    m.vocab_.insert(piece, static_cast<int32_t>(id.get<int64_t>()));
   }
 
   if (auto unk = model.find("unk_token"); unk != model.end() && !unk->is_null()) {
     if (!unk->is_string()) throw Error(source, "model.unk_token is not a string");
     m.unk_token_ = unk->get<std::string>();
-    if (auto it = m.vocab_.find(*m.unk_token_); it != m.vocab_.end()) m.unk_id_ = it->second;
+    m.unk_id_ = m.vocab_.find(*m.unk_token_);
   }
   m.fuse_unk_ = optional_bool(model, "fuse_unk", source);
   m.byte_fallback_ = optional_bool(model, "byte_fallback", source);
@@ -60,22 +142,22 @@ BpeModel BpeModel::from_json(const nlohmann::json& model, const std::string& sou
   for (int b = 0; b < 256; ++b) {
     char name[8];
     std::snprintf(name, sizeof name, "<0x%02X>", b);
-    auto it = m.vocab_.find(std::string_view(name));
-    m.byte_ids_[b] = it == m.vocab_.end() ? -1 : it->second;
-    if (it == m.vocab_.end()) m.has_all_byte_pieces_ = false;
+    const auto id = m.vocab_.find(std::string_view(name));
+    m.byte_ids_[b] = id.value_or(-1);
+    if (!id) m.has_all_byte_pieces_ = false;
   }
 
   auto merges = model.find("merges");
   if (merges == model.end() || merges->is_null()) return m;
   if (!merges->is_array()) throw Error(source, "model.merges is not an array");
-  m.merges_.reserve(merges->size() * 2);
+  m.merges_.reserve(merges->size());
   const std::size_t prefix_len = m.continuing_subword_prefix_.size();
   auto lookup = [&](const std::string& piece, std::size_t rank, const std::string& shown) {
-    auto it = m.vocab_.find(piece);
-    if (it == m.vocab_.end())
+    const auto id = m.vocab_.find(piece);
+    if (!id)
       throw Error(source, "merge " + std::to_string(rank) + " ('" + shown + "'): token '" + piece +
                               "' is not in the vocab");
-    return it->second;
+    return *id;
   };
   std::size_t rank = 0;  // "#version" lines do not count
   for (std::size_t index = 0; index < merges->size(); ++index) {
@@ -107,7 +189,7 @@ BpeModel BpeModel::from_json(const nlohmann::json& model, const std::string& sou
                               "'): second piece shorter than continuing_subword_prefix");
     const int32_t new_id = lookup(a + b.substr(prefix_len), rank, shown);
     // A repeated pair keeps its last rank, as the library's hash map does.
-    m.merges_[pair_key(a_id, b_id)] = Merge{static_cast<int32_t>(rank), new_id};
+    m.merges_.insert_or_assign(a_id, b_id, Merge{static_cast<int32_t>(rank), new_id});
     ++rank;
   }
   return m;
@@ -116,8 +198,8 @@ BpeModel BpeModel::from_json(const nlohmann::json& model, const std::string& sou
 void BpeModel::tokenize(std::string_view word, std::vector<int32_t>& out) const {
   if (word.empty()) return;
   if (ignore_merges_) {
-    if (auto it = vocab_.find(word); it != vocab_.end()) {
-      out.push_back(it->second);
+    if (auto id = vocab_.find(word)) {
+      out.push_back(*id);
       return;
     }
   }
@@ -157,12 +239,12 @@ void BpeModel::merge_word(std::string_view word, std::vector<int32_t>& out) cons
       if (is_last) scratch += end_of_word_suffix_;
       key = scratch;
     }
-    if (auto it = vocab_.find(key); it != vocab_.end()) {
+    if (auto id = vocab_.find(key)) {
       if (pending_unk >= 0) {
         add(pending_unk);
         pending_unk = -1;
       }
-      add(it->second);
+      add(*id);
       continue;
     }
     if (byte_fallback_) {
@@ -194,9 +276,8 @@ void BpeModel::merge_word(std::string_view word, std::vector<int32_t>& out) cons
   };
   std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> queue;
   for (std::size_t k = 0; k + 1 < symbols.size(); ++k) {
-    auto it = merges_.find(pair_key(symbols[k].id, symbols[k + 1].id));
-    if (it != merges_.end())
-      queue.push(Candidate{it->second.rank, static_cast<int32_t>(k), it->second.new_id});
+    if (const Merge* m = merges_.find(symbols[k].id, symbols[k + 1].id))
+      queue.push(Candidate{m->rank, static_cast<int32_t>(k), m->new_id});
   }
   while (!queue.empty()) {
     const Candidate top = queue.top();
@@ -204,19 +285,19 @@ void BpeModel::merge_word(std::string_view word, std::vector<int32_t>& out) cons
     Symbol& left = symbols[top.pos];
     if (left.removed || left.next < 0) continue;
     const Symbol right = symbols[left.next];
-    auto it = merges_.find(pair_key(left.id, right.id));
-    if (it == merges_.end() || it->second.new_id != top.new_id) continue;  // stale entry
+    const Merge* m = merges_.find(left.id, right.id);
+    if (!m || m->new_id != top.new_id) continue;  // stale entry
     symbols[left.next].removed = true;
     left.id = top.new_id;
     left.next = right.next;
     if (right.next >= 0) symbols[right.next].prev = top.pos;
     if (left.prev >= 0) {
-      auto p = merges_.find(pair_key(symbols[left.prev].id, left.id));
-      if (p != merges_.end()) queue.push(Candidate{p->second.rank, left.prev, p->second.new_id});
+      if (const Merge* p = merges_.find(symbols[left.prev].id, left.id))
+        queue.push(Candidate{p->rank, left.prev, p->new_id});
     }
     if (left.next >= 0) {
-      auto n = merges_.find(pair_key(left.id, symbols[left.next].id));
-      if (n != merges_.end()) queue.push(Candidate{n->second.rank, top.pos, n->second.new_id});
+      if (const Merge* n = merges_.find(left.id, symbols[left.next].id))
+        queue.push(Candidate{n->rank, top.pos, n->new_id});
     }
   }
   for (const Symbol& s : symbols)

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -20,7 +21,27 @@ struct StringHash {
     return std::hash<std::string_view>{}(s);
   }
 };
-using TokenMap = std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>;
+
+// piece -> id, open addressing with stored hashes: one cache line per probe instead of a
+// node chase per lookup (the llama3 file does ~10^6 lookups while loading).
+class PieceIndex {
+ public:
+  void reserve(std::size_t n);
+  // A repeated piece keeps the last id.
+  void insert(std::string piece, int32_t id);
+  std::optional<int32_t> find(std::string_view piece) const;
+  const std::vector<std::pair<std::string, int32_t>>& entries() const { return entries_; }
+  std::size_t size() const { return entries_.size(); }
+
+ private:
+  struct Slot {
+    uint64_t hash;
+    int32_t entry;  // index into entries_, -1 when empty
+  };
+  void grow();
+  std::vector<Slot> slots_;
+  std::vector<std::pair<std::string, int32_t>> entries_;
+};
 
 class BpeModel {
  public:
@@ -30,7 +51,7 @@ class BpeModel {
   // Appends the ids of one pre-tokenized word.
   void tokenize(std::string_view word, std::vector<int32_t>& out) const;
 
-  const TokenMap& vocab() const { return vocab_; }
+  const PieceIndex& vocab() const { return vocab_; }
   std::optional<int32_t> unk_id() const { return unk_id_; }
   bool byte_fallback() const { return byte_fallback_; }
   // True if every byte 0x00..0xFF has its <0xHH> piece.
@@ -41,13 +62,33 @@ class BpeModel {
     int32_t rank;
     int32_t new_id;
   };
-  static uint64_t pair_key(int32_t a, int32_t b) {
-    return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
-  }
+  // (left id, right id) -> merge, open addressing.
+  class MergeTable {
+   public:
+    void reserve(std::size_t n);
+    void insert_or_assign(int32_t a, int32_t b, Merge m);
+    const Merge* find(int32_t a, int32_t b) const;
+
+   private:
+    struct Slot {
+      uint64_t key;  // kEmpty when free
+      Merge merge;
+    };
+    static constexpr uint64_t kEmpty = ~uint64_t{0};
+    static uint64_t key_of(int32_t a, int32_t b) {
+      return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
+    }
+    std::size_t slot_of(uint64_t key) const {
+      return static_cast<std::size_t>((key * 0x9E3779B97F4A7C15ull) >> 17) & (slots_.size() - 1);
+    }
+    void grow();
+    std::vector<Slot> slots_;
+    std::size_t used_ = 0;
+  };
   void merge_word(std::string_view word, std::vector<int32_t>& out) const;
 
-  TokenMap vocab_;
-  std::unordered_map<uint64_t, Merge> merges_;
+  PieceIndex vocab_;
+  MergeTable merges_;
   std::optional<int32_t> unk_id_;
   std::optional<std::string> unk_token_;
   bool fuse_unk_ = false;

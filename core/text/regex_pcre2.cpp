@@ -39,15 +39,57 @@ bool Pcre2Regex::jit_available() {
   return pcre2_config(PCRE2_CONFIG_JIT, &jit) >= 0 && jit == 1;
 }
 
-Pcre2Regex::Pcre2Regex(std::string_view pattern, const std::string& source)
+// Oniguruma's \s (what the Hugging Face library uses): \t..\r, U+0085 and the Unicode
+// separators Zs/Zl/Zp. PCRE2's \s in UCP mode also takes U+180E, so the class is spelled out.
+constexpr std::string_view kOnigSpace =
+    R"(\t\n\x0B\f\r\x20\x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000})";
+
+std::string onig_compatible_pattern(std::string_view pattern) {
+  std::string out;
+  out.reserve(pattern.size() + 64);
+  bool in_class = false;
+  std::size_t class_start = 0;  // index in `pattern` just after '[' or '[^'
+  for (std::size_t i = 0; i < pattern.size(); ++i) {
+    const char c = pattern[i];
+    if (c == '\\' && i + 1 < pattern.size()) {
+      const char e = pattern[i + 1];
+      ++i;
+      if (e == 's') {
+        if (in_class)
+          out.append(kOnigSpace);
+        else
+          out.append("[").append(kOnigSpace).append("]");
+      } else if (e == 'S' && !in_class) {
+        out.append("[^").append(kOnigSpace).append("]");
+      } else {
+        out += '\\';
+        out += e;
+      }
+      continue;
+    }
+    if (!in_class && c == '[') {
+      in_class = true;
+      out += c;
+      if (i + 1 < pattern.size() && pattern[i + 1] == '^') out += pattern[++i];
+      class_start = i + 1;
+      continue;
+    }
+    if (in_class && c == ']' && i != class_start) in_class = false;
+    out += c;
+  }
+  return out;
+}
+
+Pcre2Regex::Pcre2Regex(std::string_view pattern_text, const std::string& source)
     : code_(std::make_unique<Code>()), source_(source) {
+  const std::string pattern = onig_compatible_pattern(pattern_text);
   int err = 0;
   PCRE2_SIZE err_offset = 0;
   code_->code =
       pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
                     PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK, &err, &err_offset, nullptr);
   if (!code_->code)
-    throw Error(source, "regex /" + std::string(pattern) + "/ does not compile at offset " +
+    throw Error(source, "regex /" + std::string(pattern_text) + "/ does not compile at offset " +
                             std::to_string(err_offset) + ": " + pcre2_message(err));
   if (jit_available()) jit_ = pcre2_jit_compile(code_->code, PCRE2_JIT_COMPLETE) == 0;
 }

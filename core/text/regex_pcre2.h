@@ -10,6 +10,11 @@
 
 namespace mxlens {
 
+// The pattern is rewritten so that \s and \S mean what they mean in Oniguruma (the Hugging
+// Face library's regex engine): PCRE2 would also count U+180E as a space. (\S inside a
+// character class keeps PCRE2's meaning.)
+std::string onig_compatible_pattern(std::string_view pattern);
+
 class Pcre2Regex {
  public:
   // Throws Error(source, ...) if the pattern does not compile.

@@ -141,6 +141,7 @@ struct Tokenizer::Impl {
   std::filesystem::path source;
   BpeModel model;
   std::vector<AddedToken> added;
+  std::unordered_map<std::string, int32_t> added_ids;  // content -> id
   AddedMatcher raw_matcher, normalized_matcher;
   std::unique_ptr<text::Normalizer> normalizer;
   std::unique_ptr<text::PreTokenizer> pre_tokenizer;
@@ -233,8 +234,8 @@ Tokenizer Tokenizer::load(const std::filesystem::path& tokenizer_json) {
     int32_t id = 0;
     if (auto a = added_ids.find(tok.content); a != added_ids.end())
       id = a->second;
-    else if (auto v = impl->model.vocab().find(tok.content); v != impl->model.vocab().end())
-      id = v->second;
+    else if (auto v = impl->model.vocab().find(tok.content))
+      id = *v;
     else
       id = next_id++;
     tok.id = id;
@@ -247,14 +248,15 @@ Tokenizer Tokenizer::load(const std::filesystem::path& tokenizer_json) {
     added_by_id[id] = std::move(tok);
   }
   for (auto& [id, tok] : added_by_id) impl->added.push_back(tok);
+  impl->added_ids = added_ids;
 
   // Id -> piece tables over the model vocab and the added tokens.
   int32_t max_id = -1;
-  for (const auto& [piece, id] : impl->model.vocab()) max_id = std::max(max_id, id);
+  for (const auto& [piece, id] : impl->model.vocab().entries()) max_id = std::max(max_id, id);
   for (const auto& t : impl->added) max_id = std::max(max_id, t.id);
   impl->pieces.resize(static_cast<std::size_t>(max_id + 1));
   impl->special.assign(impl->pieces.size(), false);
-  for (const auto& [piece, id] : impl->model.vocab()) impl->pieces[id] = piece;
+  for (const auto& [piece, id] : impl->model.vocab().entries()) impl->pieces[id] = piece;
   for (const auto& t : impl->added) {
     impl->pieces[t.id] = t.content;
     if (t.special) impl->special[t.id] = true;
@@ -395,11 +397,9 @@ std::string_view Tokenizer::token(int32_t id) const {
   return impl_->pieces[id];
 }
 std::optional<int32_t> Tokenizer::token_to_id(std::string_view piece) const {
-  for (const auto& t : impl_->added)
-    if (t.content == piece) return t.id;
-  const auto& v = impl_->model.vocab();
-  if (auto it = v.find(piece); it != v.end()) return it->second;
-  return std::nullopt;
+  if (auto a = impl_->added_ids.find(std::string(piece)); a != impl_->added_ids.end())
+    return a->second;
+  return impl_->model.vocab().find(piece);
 }
 bool Tokenizer::is_special(int32_t id) const {
   return id >= 0 && static_cast<std::size_t>(id) < impl_->special.size() && impl_->special[id];
