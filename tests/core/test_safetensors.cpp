@@ -16,6 +16,8 @@ using namespace mxlens;
 
 namespace {
 
+constexpr int kCorruptionTrials = 3000;
+
 // formats.md §1.4, byte for byte.
 const unsigned char kWorkedExample[] = {
     0x38, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x7b, 0x22, 0x61, 0x22, 0x3a, 0x7b,
@@ -35,8 +37,9 @@ QByteArray file_with(const QByteArray& header, int data_bytes) {
   return u64_le(header.size()) + header + QByteArray(data_bytes, '\0');
 }
 
-std::filesystem::path write_file(const QTemporaryDir& dir, const QByteArray& bytes) {
-  const std::filesystem::path path = dir.filePath("model.safetensors").toStdString();
+std::filesystem::path write_file(const QTemporaryDir& dir, const QByteArray& bytes,
+                                 const QString& name = "model.safetensors") {
+  const std::filesystem::path path = dir.filePath(name).toStdString();
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(bytes.constData(), bytes.size());
   return path;
@@ -296,6 +299,63 @@ class TestSafetensors : public QObject {
       QCOMPARE(QString::fromStdString(e.source()), QString::fromStdString(path.string()));
       QVERIFY(QString(e.what()).contains("cannot open file"));
     }
+  }
+
+  // Deterministic corruption of a valid file: every outcome is a parsed file or an
+  // mxlens::Error, never a crash or another exception type (run under ASan in CI).
+  void randomCorruptionsThrowErrorOrParse() {
+    QTemporaryDir dir;
+    const std::filesystem::path valid = dir.filePath("valid.safetensors").toStdString();
+    write_safetensors(valid,
+                      {{{"w", DType::BF16, {4, 3}}, std::vector<std::byte>(24, std::byte{0x3F})},
+                       {{"b", DType::F32, {3}}, std::vector<std::byte>(12)},
+                       {{"n", DType::U8, {5}}, std::vector<std::byte>(5)}},
+                      {{"format", "pt"}});
+    std::ifstream in(valid, std::ios::binary);
+    const QByteArray original = QByteArray::fromStdString(
+        std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()));
+    uint64_t state = 0x9E3779B97F4A7C15ull;
+    auto next = [&] {
+      state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+      return state;
+    };
+    const char alphabet[] = "{}[]\":,0123456789-.e ABFUIL_x\xff\x00";
+    int parsed = 0, rejected = 0;
+    for (int trial = 0; trial < kCorruptionTrials; ++trial) {
+      QByteArray bytes = original;
+      const int edits = 1 + int(next() % 3);
+      for (int e = 0; e < edits; ++e) {
+        const uint64_t kind = next() % 4;
+        const int at = int(next() % uint64_t(bytes.size()));
+        if (kind == 0)
+          bytes[at] = char(next() & 0xFF);
+        else if (kind == 1)
+          bytes[at] = alphabet[next() % (sizeof alphabet - 1)];
+        else if (kind == 2)
+          bytes.truncate(at);
+        else
+          bytes.insert(at, alphabet[next() % (sizeof alphabet - 1)]);
+        if (bytes.isEmpty()) break;
+      }
+      // A fresh name per trial: truncating and rewriting one file makes ext4 flush it.
+      const auto path = write_file(dir, bytes, QString("trial%1.safetensors").arg(trial));
+      try {
+        const SafetensorsFile f = SafetensorsFile::open(path);
+        for (const TensorInfo& t : f.tensors()) {
+          if (t.dtype != DType::F32 && t.dtype != DType::BF16 && t.dtype != DType::F16) continue;
+          std::vector<float> out(t.numel());
+          convert_to_f32(t.dtype, f.bytes(t), out, t.name);
+        }
+        ++parsed;
+      } catch (const Error&) {
+        ++rejected;
+      }
+      std::filesystem::remove(path);
+    }
+    qInfo("%d corrupted files: %d parsed, %d rejected with mxlens::Error", kCorruptionTrials,
+          parsed, rejected);
+    QCOMPARE(parsed + rejected, kCorruptionTrials);
+    QVERIFY(rejected > kCorruptionTrials / 2);
   }
 
   // Every F16 pattern: the fast path equals the scalar reference bit for bit, and every
