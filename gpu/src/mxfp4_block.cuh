@@ -1,13 +1,14 @@
 #pragma once
 // Scalar MXFP4 rules shared by the kernels (algorithm.md §1): block scale, element rounding,
 // element values. Written as __host__ __device__ with plain float operators so that the same
-// code can be checked on the host against core/mx; the target is compiled with
+// code is checked on the host against core/mx (tests/gpu/test_mxfp4_kernel_rules.cpp, which
+// needs no device and no CUDA headers); the target is compiled with
 // --fmad=false -prec-div=true -ftz=false, so `a / b` and `a * b` are single IEEE roundings
 // on the device exactly as on the host.
 #include <cstdint>
 #include <cstring>
 
-#include "mxfp4_kernels.h"
+#include "core/mx/quant_options.h"
 
 #if defined(__CUDACC__)
 #define MXLENS_HD __host__ __device__ __forceinline__
@@ -16,6 +17,9 @@
 #endif
 
 namespace mxlens::gpu::detail {
+
+using mxlens::Rounding;
+using mxlens::ScaleRule;  // dqv2_log8 is not a kernel rule (the host API rejects it)
 
 MXLENS_HD uint32_t float_bits(float x) {
 #if defined(__CUDA_ARCH__)

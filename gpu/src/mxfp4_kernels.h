@@ -6,12 +6,9 @@
 
 #include <cstdint>
 
-#include "core/mx/quant_options.h"
+#include "mxfp4_block.cuh"
 
 namespace mxlens::gpu::detail {
-
-using mxlens::Rounding;
-using mxlens::ScaleRule;  // dqv2_log8 is not a kernel rule (the host API rejects it)
 
 constexpr int64_t kGgmlBlockBytes = 17;  // one E8M0 byte + 16 bytes of nibbles
 
