@@ -13,7 +13,7 @@
 #include "core/util/error.h"
 
 // OpenBLAS's thread count is a process-wide setting with no standard BLAS interface; the
-// symbol is looked up weakly so that another BLAS still links (its threads are then its own).
+// symbol is looked up weakly so that another BLAS still links.
 extern "C" void openblas_set_num_threads(int) __attribute__((weak));
 
 namespace mxlens {
@@ -23,15 +23,45 @@ namespace {
 using ConstRowMap = Eigen::Map<const RowMatrixXf, 0, Eigen::OuterStride<>>;
 using RowMap = Eigen::Map<RowMatrixXf, 0, Eigen::OuterStride<>>;
 
-void set_blas_threads(int threads) {
-  if (openblas_set_num_threads) openblas_set_num_threads(std::max(1, threads));
+// All threading is OpenMP's: OpenBLAS runs single-threaded inside our threads. Two thread
+// pools (OpenBLAS's pthreads and OpenMP's) spinning against each other on the same cores
+// made a 2-thread run up to 30× slower than a 1-thread run on a loaded machine.
+void use_single_threaded_blas() {
+  if (openblas_set_num_threads) openblas_set_num_threads(1);
 }
 
-// out = in · Wᵀ (+ bias): W is [out, in] row-major, i.e. the column-major [in, out] matrix Wᵀ,
-// so this is one GEMM with no transposed copy.
-void linear(const RowMatrixXf& in, const MatrixRef& w, const float* bias, RowMatrixXf& out) {
+// Below this many multiply-adds a GEMM is not worth splitting over threads.
+constexpr double kParallelGemmMacs = 1 << 20;
+
+// out = X · Wᵀ, W row-major [n_out, X.cols()] (the column-major matrix Wᵀ, so no transposed
+// copy). `out` may be a column band of a wider matrix. With threads > 1 the output columns are
+// split into one contiguous band per thread, each a single-threaded sgemm.
+void gemm_xwt(const Eigen::Ref<const RowMatrixXf>& X, const float* W, int64_t n_out,
+              Eigen::Ref<RowMatrixXf> out, int threads) {
+  const int64_t in = X.cols();
+  auto band = [&](int64_t c0, int64_t n) {
+    const Eigen::Map<const Eigen::MatrixXf> wt(W + c0 * in, in, n);
+    out.middleCols(c0, n).noalias() = X * wt;
+  };
+  const double macs = double(X.rows()) * double(n_out) * double(in);
+  if (threads <= 1 || macs < kParallelGemmMacs || n_out < 32 * threads) {
+    band(0, n_out);
+    return;
+  }
+  // Bands aligned to 16 columns (one AVX-512 register of floats).
+  const int64_t per = ((n_out + threads - 1) / threads + 15) / 16 * 16;
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+  for (int i = 0; i < threads; ++i) {
+    const int64_t c0 = int64_t(i) * per, n = std::min(per, n_out - c0);
+    if (n > 0) band(c0, n);
+  }
+}
+
+// out = in · Wᵀ (+ bias).
+void linear(const RowMatrixXf& in, const MatrixRef& w, const float* bias, RowMatrixXf& out,
+            int threads) {
   out.resize(in.rows(), w.rows);
-  out.noalias() = in * w.transposed();
+  gemm_xwt(in, w.data, w.rows, out, threads);
   if (bias) out.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias, w.rows);
 }
 
@@ -40,7 +70,7 @@ void rmsnorm(const RowMatrixXf& x, const float* weight, float eps, RowMatrixXf& 
   y.resize(x.rows(), x.cols());
   const Eigen::Map<const Eigen::RowVectorXf> wv(weight, x.cols());
   const Eigen::Index T = x.rows();
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static) if (T * x.cols() >= (1 << 16))
   for (Eigen::Index t = 0; t < T; ++t) {
     const float ms = x.row(t).squaredNorm() / float(x.cols());
     const float inv = 1.0f / std::sqrt(ms + eps);
@@ -99,7 +129,7 @@ const RowMatrixXf& LlamaForward::hidden(std::span<const int32_t> tokens, SiteTap
   if (int64_t(c.head_dim / 2) != int64_t(rope_inv_freq(c).size()))
     throw Error("config.json", "rope frequencies do not match head_dim");
   ensure_rope(T_);
-  set_blas_threads(opt_.threads);
+  use_single_threaded_blas();
   w_->embed(tokens, x_);
   for (int layer = 0; layer < c.num_layers; ++layer) layer_forward(layer, taps);
   rmsnorm(x_, w_->final_norm(), float(c.rms_norm_eps), n_, opt_.threads);
@@ -114,27 +144,28 @@ void LlamaForward::layer_forward(int layer, SiteTaps* taps) {
   // Attention block: h = x + o_proj(attn(rope(q), rope(k), v)), inputs normed.
   rmsnorm(x_, lw_.input_norm, eps, n_, opt_.threads);
   if (taps) taps->on_activations(layer, Site::Qkv, n_);
-  linear(n_, maybe_override(taps, layer, Linear::Q, lw_.q), lw_.q_bias, q_);
-  linear(n_, maybe_override(taps, layer, Linear::K, lw_.k), lw_.k_bias, k_);
-  linear(n_, maybe_override(taps, layer, Linear::V, lw_.v), lw_.v_bias, v_);
+  linear(n_, maybe_override(taps, layer, Linear::Q, lw_.q), lw_.q_bias, q_, opt_.threads);
+  linear(n_, maybe_override(taps, layer, Linear::K, lw_.k), lw_.k_bias, k_, opt_.threads);
+  linear(n_, maybe_override(taps, layer, Linear::V, lw_.v), lw_.v_bias, v_, opt_.threads);
   attention(T_);
   if (taps) taps->on_activations(layer, Site::O, att_);
-  linear(att_, maybe_override(taps, layer, Linear::O, lw_.o), lw_.o_bias, tmp_);
+  linear(att_, maybe_override(taps, layer, Linear::O, lw_.o), lw_.o_bias, tmp_, opt_.threads);
   x_ += tmp_;
 
   // MLP block: out = h + down(silu(gate(n2)) ⊙ up(n2)).
   rmsnorm(x_, lw_.post_norm, eps, n_, opt_.threads);
   if (taps) taps->on_activations(layer, Site::GateUp, n_);
-  linear(n_, maybe_override(taps, layer, Linear::Gate, lw_.gate), nullptr, gate_);
-  linear(n_, maybe_override(taps, layer, Linear::Up, lw_.up), nullptr, up_);
+  linear(n_, maybe_override(taps, layer, Linear::Gate, lw_.gate), nullptr, gate_, opt_.threads);
+  linear(n_, maybe_override(taps, layer, Linear::Up, lw_.up), nullptr, up_, opt_.threads);
   const Eigen::Index T = gate_.rows();
-#pragma omp parallel for num_threads(opt_.threads) schedule(static)
+#pragma omp parallel for num_threads(opt_.threads) \
+    schedule(static) if (T * gate_.cols() >= (1 << 16))
   for (Eigen::Index t = 0; t < T; ++t) {
     auto g = gate_.row(t).array();
     g = g / (1.0f + (-g).exp()) * up_.row(t).array();
   }
   if (taps) taps->on_activations(layer, Site::Down, gate_);
-  linear(gate_, maybe_override(taps, layer, Linear::Down, lw_.down), nullptr, tmp_);
+  linear(gate_, maybe_override(taps, layer, Linear::Down, lw_.down), nullptr, tmp_, opt_.threads);
   x_ += tmp_;
 }
 
@@ -146,7 +177,7 @@ void LlamaForward::attention(int64_t T) {
 
   // RoPE, rotate-half: element i pairs with i + D/2 of the same head (formats.md §2.3).
   auto rope = [&](RowMatrixXf& m, int heads) {
-#pragma omp parallel for num_threads(opt_.threads) schedule(static)
+#pragma omp parallel for num_threads(opt_.threads) schedule(static) if (T * m.cols() >= (1 << 16))
     for (int64_t t = 0; t < T; ++t) {
       const float* cs = rope_cos_.data() + t * half;
       const float* sn = rope_sin_.data() + t * half;
@@ -167,10 +198,9 @@ void LlamaForward::attention(int64_t T) {
   const int threads = opt_.threads;
   const int64_t B = opt_.attention_block_rows;
   if (int(scores_.size()) < threads) scores_.resize(size_t(threads));
-  // Each head's block GEMMs run single-threaded inside one OpenMP thread; OpenBLAS goes back
-  // to `threads` for the next linear.
-  set_blas_threads(1);
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+  // One head per OpenMP thread at a time; its block GEMMs are single-threaded sgemms.
+  const double macs = 2.0 * double(T) * double(T) * D * H;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (macs >= kParallelGemmMacs)
   for (int h = 0; h < H; ++h) {
     RowMatrixXf& S = scores_[size_t(omp_get_thread_num())];
     const int kv = h / group;
@@ -196,7 +226,6 @@ void LlamaForward::attention(int64_t T) {
       ob.noalias() = S * vb;
     }
   }
-  set_blas_threads(threads);
 }
 
 void LlamaForward::logits(const LogitsChunkFn& fn, int64_t row_begin, int64_t row_end) {
@@ -204,22 +233,26 @@ void LlamaForward::logits(const LogitsChunkFn& fn, int64_t row_begin, int64_t ro
   if (row_end < 0) row_end = T_;
   if (row_begin < 0 || row_begin > row_end || row_end > T_)
     throw Error("logits", "row range outside the last window");
-  set_blas_threads(opt_.threads);
+  use_single_threaded_blas();
   const int64_t V = c.vocab_size;
+  const int threads = opt_.threads;
+  if (int(lm_scratch_.size()) < threads) lm_scratch_.resize(size_t(threads));
   for (int64_t r0 = row_begin; r0 < row_end; r0 += opt_.logits_chunk_rows) {
     const int64_t rows = std::min<int64_t>(opt_.logits_chunk_rows, row_end - r0);
     const auto h = n_.middleRows(r0, rows);
     logit_.resize(rows, V);
     if (w_->lm_head_is_f32()) {
-      const MatrixRef lm = w_->lm_head_rows(0, V, lm_scratch_);
-      logit_.noalias() = h * lm.transposed();
+      const MatrixRef lm = w_->lm_head_rows(0, V, lm_scratch_[0]);
+      gemm_xwt(h, lm.data, V, logit_, threads);
     } else {
-      // Convert the lm_head a slice of vocabulary rows at a time; each slice fills a band of
-      // columns of the logits chunk.
-      for (int64_t v0 = 0; v0 < V; v0 += opt_.lm_head_chunk_rows) {
-        const int64_t nv = std::min<int64_t>(opt_.lm_head_chunk_rows, V - v0);
-        const MatrixRef lm = w_->lm_head_rows(v0, nv, lm_scratch_);
-        logit_.middleCols(v0, nv).noalias() = h * lm.transposed();
+      // Convert the lm_head one slice of vocabulary rows at a time, each thread its own
+      // slices; each slice fills a band of columns of the logits chunk.
+      const int64_t slice = opt_.lm_head_chunk_rows, slices = (V + slice - 1) / slice;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+      for (int64_t i = 0; i < slices; ++i) {
+        const int64_t v0 = i * slice, nv = std::min(slice, V - v0);
+        const MatrixRef lm = w_->lm_head_rows(v0, nv, lm_scratch_[size_t(omp_get_thread_num())]);
+        gemm_xwt(h, lm.data, nv, logit_.middleCols(v0, nv), 1);
       }
     }
     fn(r0, logit_);

@@ -18,8 +18,9 @@
 namespace mxlens {
 
 struct ForwardOptions {
-  // Threads for the GEMMs (OpenBLAS) and for attention and element-wise work (OpenMP).
-  // OpenBLAS's thread count is process-wide: each forward call sets it to this value.
+  // OpenMP threads for everything: each GEMM is split into one band of output columns per
+  // thread, attention runs one head per thread. OpenBLAS itself is set to one thread (a
+  // process-wide setting) by every forward call, so only one thread pool ever runs.
   int threads = 1;
   // Tokens per logits chunk handed to the callback ([chunk, vocab] floats live at once).
   int logits_chunk_rows = 256;
@@ -83,7 +84,7 @@ class LlamaForward {
   std::vector<RowMatrixXf> scores_;  // per thread [block, T]
   std::vector<float> rope_cos_, rope_sin_;  // [positions, D/2]
   int64_t rope_positions_ = 0;
-  std::vector<float> lm_scratch_;
+  std::vector<std::vector<float>> lm_scratch_;  // per thread
   int64_t T_ = 0;
 };
 
