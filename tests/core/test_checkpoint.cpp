@@ -2,6 +2,7 @@
 // RoPE frequencies, sharded synthetic round trips, and one row per broken checkpoint.
 #include <QtTest>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -645,6 +646,15 @@ class TestCheckpoint : public QObject {
     const Checkpoint ck = Checkpoint::open(make_tiny(tmp));
     QCOMPARE(QString::fromStdString(ck.lm_head_name()), QString("lm_head.weight"));
     QVERIFY(!ck.config().tie_word_embeddings);
+  }
+
+  void syntheticValuesIndependentOfChunking() {
+    std::vector<float> whole(64), part(7);
+    synthetic_values("model.layers.0.mlp.up_proj.weight", 5, 0, whole);
+    synthetic_values("model.layers.0.mlp.up_proj.weight", 5, 5, part);  // odd start
+    QVERIFY(std::equal(part.begin(), part.end(), whole.begin() + 5));
+    synthetic_values("model.layers.0.mlp.gate_proj.weight", 5, 5, part);  // another tensor
+    QVERIFY(!std::equal(part.begin(), part.end(), whole.begin() + 5));
   }
 
   void syntheticRejectsBadOptions() {
