@@ -93,6 +93,10 @@ void BpeModel::MergeTable::grow() {
 }
 
 void BpeModel::MergeTable::insert_or_assign(int32_t a, int32_t b, Merge m) {
+  for (int32_t id : {a, b}) {
+    if (static_cast<std::size_t>(id) >= in_merge_.size()) in_merge_.resize(id + 1, false);
+    in_merge_[id] = true;
+  }
   if (2 * (used_ + 1) > slots_.size()) grow();
   const uint64_t key = key_of(a, b);
   std::size_t i = slot_of(key);
@@ -207,19 +211,9 @@ void BpeModel::tokenize(std::string_view word, std::vector<int32_t>& out) const 
 }
 
 void BpeModel::merge_word(std::string_view word, std::vector<int32_t>& out) const {
-  struct Symbol {
-    int32_t id;
-    int32_t prev;
-    int32_t next;
-    bool removed;
-  };
-  std::vector<Symbol> symbols;
-  symbols.reserve(word.size());
-  auto add = [&](int32_t id) {
-    const auto n = static_cast<int32_t>(symbols.size());
-    symbols.push_back(Symbol{id, n - 1, -1, false});
-    if (n > 0) symbols[n - 1].next = n;
-  };
+  std::vector<int32_t> initial;  // symbol ids before any merge
+  initial.reserve(word.size());
+  auto add = [&](int32_t id) { initial.push_back(id); };
 
   // 1. characters -> symbols (vocab entry, else <0xHH> bytes, else unk, fused if asked).
   int32_t pending_unk = -1;  // -1: none
@@ -265,7 +259,35 @@ void BpeModel::merge_word(std::string_view word, std::vector<int32_t>& out) cons
   }
   if (pending_unk >= 0) add(pending_unk);
 
-  // 2. merges, lowest rank first, leftmost on ties.
+  // 2. merges. A symbol whose id is in no merge rule can never merge, so the merges on
+  // either side of it are independent: each segment between such symbols is merged on its
+  // own (same result as one pass; keeps the heap small for long words such as a whole
+  // SentencePiece-style text).
+  std::size_t begin = 0;
+  while (begin < initial.size()) {
+    std::size_t end = begin;
+    while (end < initial.size() && merges_.can_merge(initial[end])) ++end;
+    if (end == begin) {
+      out.push_back(initial[begin++]);
+      continue;
+    }
+    merge_segment(std::span<const int32_t>(initial.data() + begin, end - begin), out);
+    begin = end;
+  }
+}
+
+void BpeModel::merge_segment(std::span<const int32_t> ids, std::vector<int32_t>& out) const {
+  struct Symbol {
+    int32_t id;
+    int32_t prev;
+    int32_t next;
+    bool removed;
+  };
+  std::vector<Symbol> symbols(ids.size());
+  const auto n = static_cast<int32_t>(ids.size());
+  for (int32_t k = 0; k < n; ++k) symbols[k] = Symbol{ids[k], k - 1, k + 1 < n ? k + 1 : -1, false};
+
+  // Lowest rank first, leftmost on ties (the library's BinaryHeap order).
   struct Candidate {
     int32_t rank;
     int32_t pos;
@@ -275,9 +297,9 @@ void BpeModel::merge_word(std::string_view word, std::vector<int32_t>& out) cons
     }
   };
   std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> queue;
-  for (std::size_t k = 0; k + 1 < symbols.size(); ++k) {
+  for (int32_t k = 0; k + 1 < n; ++k) {
     if (const Merge* m = merges_.find(symbols[k].id, symbols[k + 1].id))
-      queue.push(Candidate{m->rank, static_cast<int32_t>(k), m->new_id});
+      queue.push(Candidate{m->rank, k, m->new_id});
   }
   while (!queue.empty()) {
     const Candidate top = queue.top();
@@ -296,8 +318,8 @@ void BpeModel::merge_word(std::string_view word, std::vector<int32_t>& out) cons
         queue.push(Candidate{p->rank, left.prev, p->new_id});
     }
     if (left.next >= 0) {
-      if (const Merge* n = merges_.find(left.id, symbols[left.next].id))
-        queue.push(Candidate{n->rank, top.pos, n->new_id});
+      if (const Merge* nx = merges_.find(left.id, symbols[left.next].id))
+        queue.push(Candidate{nx->rank, top.pos, nx->new_id});
     }
   }
   for (const Symbol& s : symbols)

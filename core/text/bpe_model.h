@@ -5,6 +5,7 @@
 // stale entries skipped, leftmost wins ties.
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -68,6 +69,10 @@ class BpeModel {
     void reserve(std::size_t n);
     void insert_or_assign(int32_t a, int32_t b, Merge m);
     const Merge* find(int32_t a, int32_t b) const;
+    // False if `id` is the left or right side of no merge rule.
+    bool can_merge(int32_t id) const {
+      return static_cast<std::size_t>(id) < in_merge_.size() && in_merge_[id];
+    }
 
    private:
     struct Slot {
@@ -84,8 +89,10 @@ class BpeModel {
     void grow();
     std::vector<Slot> slots_;
     std::size_t used_ = 0;
+    std::vector<bool> in_merge_;
   };
   void merge_word(std::string_view word, std::vector<int32_t>& out) const;
+  void merge_segment(std::span<const int32_t> ids, std::vector<int32_t>& out) const;
 
   PieceIndex vocab_;
   MergeTable merges_;

@@ -6,6 +6,7 @@
 
 #include <fstream>
 #include <map>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -412,6 +413,21 @@ class TestTokenizer : public QObject {
     Tokenizer a = cached("656k");
     Tokenizer b = std::move(a);
     QCOMPARE(show(b.encode("Once upon")), show(cached("656k").encode("Once upon")));
+  }
+
+  void concurrentEncodeMatchesSerial() {
+    // One Tokenizer shared read-only by several threads gives the serial ids.
+    constexpr int kThreads = 4;
+    const std::string text = read_text_file(text_path("stories"));
+    for (const char* name : {"llama3", "spm32k", "656k"}) {
+      const Tokenizer& t = cached(name);
+      const auto serial = t.encode(text);
+      std::vector<std::vector<int32_t>> got(kThreads);
+      std::vector<std::thread> threads;
+      for (int k = 0; k < kThreads; ++k) threads.emplace_back([&, k] { got[k] = t.encode(text); });
+      for (auto& th : threads) th.join();
+      for (int k = 0; k < kThreads; ++k) QCOMPARE(first_difference(got[k], serial), -1L);
+    }
   }
 
   void badInput_data() {
