@@ -21,27 +21,26 @@ namespace mxlens::avx2 {
 // and ggml uses > everywhere (ties to the smaller magnitude). |v| > 5 gives m = 7:
 // saturation needs no extra step. The sign comes from v's sign bit, dropped when m = 0.
 template <int kPredicate>
-MXLENS_TARGET_AVX2 inline __m256i add_if_above(__m256i m, __m256 abs_v, float point) {
-  const __m256 mask = _mm256_cmp_ps(abs_v, _mm256_set1_ps(point), kPredicate);
-  return _mm256_sub_epi32(m, _mm256_castps_si256(mask));  // mask lanes are -1 or 0
+MXLENS_TARGET_AVX2 inline __m256i above(__m256 abs_v, float point) {  // lanes -1 or 0
+  return _mm256_castps_si256(_mm256_cmp_ps(abs_v, _mm256_set1_ps(point), kPredicate));
 }
 
 template <Rounding kRounding>
 MXLENS_TARGET_AVX2 inline __m256i e2m1_codes(__m256 v) {
   constexpr int kUp = kRounding == Rounding::rne ? _CMP_GE_OQ : _CMP_GT_OQ;
   const __m256 abs_v = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
-  __m256i m = _mm256_setzero_si256();
-  m = add_if_above<_CMP_GT_OQ>(m, abs_v, 0.25f);
-  m = add_if_above<kUp>(m, abs_v, 0.75f);
-  m = add_if_above<_CMP_GT_OQ>(m, abs_v, 1.25f);
-  m = add_if_above<kUp>(m, abs_v, 1.75f);
-  m = add_if_above<_CMP_GT_OQ>(m, abs_v, 2.5f);
-  m = add_if_above<kUp>(m, abs_v, 3.5f);
-  m = add_if_above<_CMP_GT_OQ>(m, abs_v, 5.0f);
-  const __m256i sign = _mm256_slli_epi32(_mm256_srli_epi32(_mm256_castps_si256(v), 31), 3);
-  const __m256i nonzero =
-      _mm256_xor_si256(_mm256_cmpeq_epi32(m, _mm256_setzero_si256()), _mm256_set1_epi32(-1));
-  return _mm256_or_si256(m, _mm256_and_si256(sign, nonzero));
+  // m = number of decision points below |v|, summed as a tree (the masks are -1 or 0).
+  const __m256i s01 = _mm256_add_epi32(above<_CMP_GT_OQ>(abs_v, 0.25f), above<kUp>(abs_v, 0.75f));
+  const __m256i s23 = _mm256_add_epi32(above<_CMP_GT_OQ>(abs_v, 1.25f), above<kUp>(abs_v, 1.75f));
+  const __m256i s45 = _mm256_add_epi32(above<_CMP_GT_OQ>(abs_v, 2.5f), above<kUp>(abs_v, 3.5f));
+  const __m256i s6 = above<_CMP_GT_OQ>(abs_v, 5.0f);
+  const __m256i m =
+      _mm256_sub_epi32(_mm256_setzero_si256(),
+                       _mm256_add_epi32(_mm256_add_epi32(s01, s23), _mm256_add_epi32(s45, s6)));
+  const __m256i sign8 =
+      _mm256_srli_epi32(_mm256_and_si256(_mm256_castps_si256(v), _mm256_set1_epi32(INT32_MIN)), 28);
+  const __m256i nonzero = _mm256_cmpgt_epi32(m, _mm256_setzero_si256());
+  return _mm256_or_si256(m, _mm256_and_si256(sign8, nonzero));
 }
 
 // e2m1_decode(code) * scale for 8 codes (int32 lanes 0..15): the magnitude from an 8-entry
@@ -64,6 +63,17 @@ MXLENS_TARGET_AVX2 inline void store_low_bytes(__m256i lanes, uint8_t* out) {
   bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1));
   const long long packed = _mm_cvtsi128_si64(_mm256_castsi256_si128(bytes));
   std::memcpy(out, &packed, 8);
+}
+
+// The low bytes of 16 int32 lanes (lo: lanes 0..7, hi: lanes 8..15; values < 256) as 16
+// bytes in lane order.
+MXLENS_TARGET_AVX2 inline void store_low_bytes_16(__m256i lo, __m256i hi, uint8_t* out) {
+  // packus works per 128-bit half: words [lo0-3 hi0-3 | lo4-7 hi4-7], then bytes likewise.
+  const __m256i words = _mm256_packus_epi32(lo, hi);
+  const __m256i bytes = _mm256_packus_epi16(words, words);
+  const __m256i ordered =
+      _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 0, 0, 0, 0));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm256_castsi256_si128(ordered));
 }
 
 // 8 bytes -> 8 codes each: low nibbles and high nibbles as int32 lanes.
