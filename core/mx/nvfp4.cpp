@@ -100,11 +100,12 @@ uint8_t e4m3_encode(float x) {
   if (x > kE4M3Max) return 0x7E;
   if (x < std::ldexp(1.0f, -6))  // subnormal range: multiples of 2^-9 (8 * 2^-9 = 2^-6 is code 8)
     return static_cast<uint8_t>(std::nearbyint(std::ldexp(x, 9)));
-  int exponent = 0;
-  std::frexp(x, &exponent);
-  exponent -= 1;                                                 // x = m 2^exponent, m in [1, 2)
-  const float steps = (std::ldexp(x, -exponent) - 1.0f) * 8.0f;  // exact
-  const int code = (exponent + 7) * 8 + static_cast<int>(std::nearbyint(steps));  // carries
+  // Normal range: round the float32 mantissa to 3 bits, ties to even, on the bits; a carry
+  // into the exponent is the right next value. Exponent bias 127 -> 7.
+  const uint32_t bits = std::bit_cast<uint32_t>(x);
+  const uint32_t rounded = bits + 0x7FFFFu + ((bits >> 20) & 1u);
+  const int code =
+      (static_cast<int>(rounded >> 23) - 120) * 8 + static_cast<int>((rounded >> 20) & 7u);
   return static_cast<uint8_t>(std::min(code, 0x7E));
 }
 
