@@ -83,12 +83,17 @@ void expect_aligned(const void* ptr, size_t alignment, const char* what) {
                 std::string(what) + " is not " + std::to_string(alignment) + "-byte aligned");
 }
 
-void use_device(int device) {
+void expect_device(int device) {
   const int count = cuda_device_count();
   if (count == 0) throw Error(kSource, cuda_unavailable_reason());
   if (device < 0 || device >= count)
     throw Error(kSource, "device " + std::to_string(device) + " does not exist (" +
                              std::to_string(count) + " present)");
+}
+
+// Makes `device` current for this host thread (the CUDA runtime keeps that per thread).
+void use_device(int device) {
+  expect_device(device);
   check(cudaSetDevice(device), "cudaSetDevice");
 }
 
@@ -137,7 +142,7 @@ std::string cuda_unavailable_reason() {
 }
 
 CudaDeviceInfo cuda_device_info(int device) {
-  use_device(device);
+  expect_device(device);
   cudaDeviceProp prop{};
   check(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
   CudaDeviceInfo info;
@@ -147,6 +152,8 @@ CudaDeviceInfo cuda_device_info(int device) {
   info.compute_minor = prop.minor;
   info.multiprocessors = prop.multiProcessorCount;
   info.total_memory_bytes = prop.totalGlobalMem;
+  // Free memory is a property of a context: this creates the device's primary context.
+  use_device(device);
   size_t free_bytes = 0;
   size_t total_bytes = 0;
   check(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
@@ -158,17 +165,16 @@ CudaDeviceInfo cuda_device_info(int device) {
 
 std::string cuda_status() {
   if (cuda_device_count() == 0) return "CUDA unavailable: " + cuda_unavailable_reason();
-  try {
-    const CudaDeviceInfo info = cuda_device_info(0);
-    char line[256];
-    std::snprintf(line, sizeof line, "CUDA: %s (sm_%d%d, %.1f GiB, %d SMs)", info.name.c_str(),
-                  info.compute_major, info.compute_minor,
-                  static_cast<double>(info.total_memory_bytes) / (1024.0 * 1024.0 * 1024.0),
-                  info.multiprocessors);
-    return line;
-  } catch (const Error& e) {
-    return std::string("CUDA unavailable: ") + e.problem();
-  }
+  // Properties only: no context is created (and no device memory taken) for a status line.
+  cudaDeviceProp prop{};
+  const cudaError_t status = cudaGetDeviceProperties(&prop, 0);
+  if (status != cudaSuccess)
+    return std::string("CUDA unavailable: cudaGetDeviceProperties: ") + cudaGetErrorString(status);
+  char details[96];
+  std::snprintf(details, sizeof details, " (sm_%d%d, %.1f GiB, %d SMs)", prop.major, prop.minor,
+                static_cast<double>(prop.totalGlobalMem) / (1024.0 * 1024.0 * 1024.0),
+                prop.multiProcessorCount);
+  return std::string("CUDA: ") + prop.name + details;
 }
 
 // --- device pointers ---------------------------------------------------------------------

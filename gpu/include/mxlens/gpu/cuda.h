@@ -35,16 +35,17 @@ struct CudaDeviceInfo {
   int runtime_version = 0;  // e.g. 13000
   int driver_version = 0;
 };
-// Throws Error("cuda", ...) when the device does not exist.
+// Throws Error("cuda", ...) when the device does not exist. Reading the free memory creates
+// the device's primary context (and makes it current for this thread).
 CudaDeviceInfo cuda_device_info(int device);
 // One line for the GUI and the CLI: "CUDA: NVIDIA H100 80GB HBM3 (sm_90, 79.2 GiB, 132 SMs)"
-// for device 0, or "CUDA unavailable: <reason>".
+// for device 0, or "CUDA unavailable: <reason>". Creates no context and allocates nothing.
 std::string cuda_status();
 
 // --- MXFP4, host pointers ---------------------------------------------------------------
 // A row-major float32 matrix rows x cols with cols % 32 == 0 (x.size() == rows * cols), cut
-// into rows * cols / 32 blocks along each row. These copy the inputs to `device`, run the
-// kernel, copy the result back and wait for it. Wrong sizes throw Error("cuda mxfp4", ...).
+// into rows * cols / 32 blocks along each row. These make `device` current for the calling
+// thread, copy the inputs to it, run the kernel, copy the result back and wait for it. Wrong sizes throw Error("cuda mxfp4", ...).
 
 // ggml block layout (Mxfp4Block: scale byte + 16 split-packed bytes), blocks.size() ==
 // rows * cols / 32. Returns what dequantize needs (the scale rule).
