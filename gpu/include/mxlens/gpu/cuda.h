@@ -45,7 +45,8 @@ std::string cuda_status();
 // --- MXFP4, host pointers ---------------------------------------------------------------
 // A row-major float32 matrix rows x cols with cols % 32 == 0 (x.size() == rows * cols), cut
 // into rows * cols / 32 blocks along each row. These make `device` current for the calling
-// thread, copy the inputs to it, run the kernel, copy the result back and wait for it. Wrong sizes throw Error("cuda mxfp4", ...).
+// thread, copy the inputs to it, run the kernel, copy the result back and wait for it.
+// Wrong sizes throw Error("cuda mxfp4", ...).
 
 // ggml block layout (Mxfp4Block: scale byte + 16 split-packed bytes), blocks.size() ==
 // rows * cols / 32. Returns what dequantize needs (the scale rule).
