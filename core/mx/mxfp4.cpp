@@ -77,7 +77,10 @@ float mxfp4_scale_of(uint8_t byte, const TensorScale& tensor_scale) {
 }
 
 bool mxfp4_avx2_available() {
-  static const bool available = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool available = [] {
+    __builtin_cpu_init();  // needed if this first runs during static initialization
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
   return available;
 }
 

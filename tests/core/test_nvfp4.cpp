@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/mx/e2m1.h"
+#include "core/mx/mxfp4.h"
 #include "core/mx/nvfp4.h"
 #include "core/mx/packing.h"
 #include "core/util/error.h"
@@ -36,7 +37,7 @@ struct Path {
 std::vector<Path> nvfp4_paths() {
   std::vector<Path> paths = {
       {"ref", quantize_nvfp4_ref, dequantize_nvfp4_ref, fake_quantize_nvfp4_ref}};
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+  if (mxfp4_avx2_available())
     paths.push_back({"avx2", quantize_nvfp4_avx2, dequantize_nvfp4_avx2, fake_quantize_nvfp4_avx2});
   return paths;
 }
