@@ -30,47 +30,52 @@ void use_single_threaded_blas() {
   if (openblas_set_num_threads) openblas_set_num_threads(1);
 }
 
-// Below this many multiply-adds a GEMM is not worth splitting over threads.
-constexpr double kParallelGemmMacs = 1 << 20;
-
 // out = X · Wᵀ, W row-major [n_out, X.cols()] (the column-major matrix Wᵀ, so no transposed
-// copy). `out` may be a column band of a wider matrix. With threads > 1 the output columns are
-// split into one contiguous band per thread, each a single-threaded sgemm.
+// copy). `out` may be a column band of a wider matrix. With threads > 1 and at least
+// min_parallel_macs of work, the output columns are split into bands, each a single-threaded
+// sgemm.
 void gemm_xwt(const Eigen::Ref<const RowMatrixXf>& X, const float* W, int64_t n_out,
-              Eigen::Ref<RowMatrixXf> out, int threads) {
+              Eigen::Ref<RowMatrixXf> out, int threads, double min_parallel_macs) {
   const int64_t in = X.cols();
   auto band = [&](int64_t c0, int64_t n) {
     const Eigen::Map<const Eigen::MatrixXf> wt(W + c0 * in, in, n);
     out.middleCols(c0, n).noalias() = X * wt;
   };
   const double macs = double(X.rows()) * double(n_out) * double(in);
-  if (threads <= 1 || macs < kParallelGemmMacs || n_out < 32 * threads) {
+  if (threads <= 1 || macs < min_parallel_macs || n_out < 32 * threads) {
     band(0, n_out);
     return;
   }
-  // Bands aligned to 16 columns (one AVX-512 register of floats).
-  const int64_t per = ((n_out + threads - 1) / threads + 15) / 16 * 16;
-#pragma omp parallel for num_threads(threads) schedule(static, 1)
-  for (int i = 0; i < threads; ++i) {
-    const int64_t c0 = int64_t(i) * per, n = std::min(per, n_out - c0);
+  // Up to kBandsPerThread bands per thread, handed out dynamically: a thread that the OS
+  // deschedules holds up one band, not a whole share. Bands are at least kMinBandColumns wide
+  // (each re-packs X) and aligned to 16 columns (one AVX-512 register of floats).
+  constexpr int64_t kBandsPerThread = 4, kMinBandColumns = 256;
+  const int64_t bands =
+      std::clamp<int64_t>(n_out / kMinBandColumns, threads, kBandsPerThread * threads);
+  const int64_t per = ((n_out + bands - 1) / bands + 15) / 16 * 16;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+  for (int64_t i = 0; i < bands; ++i) {
+    const int64_t c0 = i * per, n = std::min(per, n_out - c0);
     if (n > 0) band(c0, n);
   }
 }
 
 // out = in · Wᵀ (+ bias).
 void linear(const RowMatrixXf& in, const MatrixRef& w, const float* bias, RowMatrixXf& out,
-            int threads) {
+            const ForwardOptions& opt) {
   out.resize(in.rows(), w.rows);
-  gemm_xwt(in, w.data, w.rows, out, threads);
+  gemm_xwt(in, w.data, w.rows, out, opt.threads, opt.parallel_min_macs);
   if (bias) out.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias, w.rows);
 }
 
 // y = x · rsqrt(mean(x²) + eps) · weight, per row, in fp32 (formats.md §2.3).
-void rmsnorm(const RowMatrixXf& x, const float* weight, float eps, RowMatrixXf& y, int threads) {
+void rmsnorm(const RowMatrixXf& x, const float* weight, float eps, RowMatrixXf& y, int threads,
+             double min_elements) {
   y.resize(x.rows(), x.cols());
   const Eigen::Map<const Eigen::RowVectorXf> wv(weight, x.cols());
   const Eigen::Index T = x.rows();
-#pragma omp parallel for num_threads(threads) schedule(static) if (T * x.cols() >= (1 << 16))
+#pragma omp parallel for num_threads(threads) \
+    schedule(static) if (double(T * x.cols()) >= min_elements)
   for (Eigen::Index t = 0; t < T; ++t) {
     const float ms = x.row(t).squaredNorm() / float(x.cols());
     const float inv = 1.0f / std::sqrt(ms + eps);
@@ -132,7 +137,7 @@ const RowMatrixXf& LlamaForward::hidden(std::span<const int32_t> tokens, SiteTap
   use_single_threaded_blas();
   w_->embed(tokens, x_);
   for (int layer = 0; layer < c.num_layers; ++layer) layer_forward(layer, taps);
-  rmsnorm(x_, w_->final_norm(), float(c.rms_norm_eps), n_, opt_.threads);
+  rmsnorm(x_, w_->final_norm(), float(c.rms_norm_eps), n_, opt_.threads, min_elements());
   return n_;
 }
 
@@ -142,30 +147,30 @@ void LlamaForward::layer_forward(int layer, SiteTaps* taps) {
   w_->load_layer(layer, lw_);
 
   // Attention block: h = x + o_proj(attn(rope(q), rope(k), v)), inputs normed.
-  rmsnorm(x_, lw_.input_norm, eps, n_, opt_.threads);
+  rmsnorm(x_, lw_.input_norm, eps, n_, opt_.threads, min_elements());
   if (taps) taps->on_activations(layer, Site::Qkv, n_);
-  linear(n_, maybe_override(taps, layer, Linear::Q, lw_.q), lw_.q_bias, q_, opt_.threads);
-  linear(n_, maybe_override(taps, layer, Linear::K, lw_.k), lw_.k_bias, k_, opt_.threads);
-  linear(n_, maybe_override(taps, layer, Linear::V, lw_.v), lw_.v_bias, v_, opt_.threads);
+  linear(n_, maybe_override(taps, layer, Linear::Q, lw_.q), lw_.q_bias, q_, opt_);
+  linear(n_, maybe_override(taps, layer, Linear::K, lw_.k), lw_.k_bias, k_, opt_);
+  linear(n_, maybe_override(taps, layer, Linear::V, lw_.v), lw_.v_bias, v_, opt_);
   attention(T_);
   if (taps) taps->on_activations(layer, Site::O, att_);
-  linear(att_, maybe_override(taps, layer, Linear::O, lw_.o), lw_.o_bias, tmp_, opt_.threads);
+  linear(att_, maybe_override(taps, layer, Linear::O, lw_.o), lw_.o_bias, tmp_, opt_);
   x_ += tmp_;
 
   // MLP block: out = h + down(silu(gate(n2)) ⊙ up(n2)).
-  rmsnorm(x_, lw_.post_norm, eps, n_, opt_.threads);
+  rmsnorm(x_, lw_.post_norm, eps, n_, opt_.threads, min_elements());
   if (taps) taps->on_activations(layer, Site::GateUp, n_);
-  linear(n_, maybe_override(taps, layer, Linear::Gate, lw_.gate), nullptr, gate_, opt_.threads);
-  linear(n_, maybe_override(taps, layer, Linear::Up, lw_.up), nullptr, up_, opt_.threads);
+  linear(n_, maybe_override(taps, layer, Linear::Gate, lw_.gate), nullptr, gate_, opt_);
+  linear(n_, maybe_override(taps, layer, Linear::Up, lw_.up), nullptr, up_, opt_);
   const Eigen::Index T = gate_.rows();
 #pragma omp parallel for num_threads(opt_.threads) \
-    schedule(static) if (T * gate_.cols() >= (1 << 16))
+    schedule(static) if (double(T * gate_.cols()) >= min_elements())
   for (Eigen::Index t = 0; t < T; ++t) {
     auto g = gate_.row(t).array();
     g = g / (1.0f + (-g).exp()) * up_.row(t).array();
   }
   if (taps) taps->on_activations(layer, Site::Down, gate_);
-  linear(gate_, maybe_override(taps, layer, Linear::Down, lw_.down), nullptr, tmp_, opt_.threads);
+  linear(gate_, maybe_override(taps, layer, Linear::Down, lw_.down), nullptr, tmp_, opt_);
   x_ += tmp_;
 }
 
@@ -177,7 +182,8 @@ void LlamaForward::attention(int64_t T) {
 
   // RoPE, rotate-half: element i pairs with i + D/2 of the same head (formats.md §2.3).
   auto rope = [&](RowMatrixXf& m, int heads) {
-#pragma omp parallel for num_threads(opt_.threads) schedule(static) if (T * m.cols() >= (1 << 16))
+#pragma omp parallel for num_threads(opt_.threads) \
+    schedule(static) if (double(T * m.cols()) >= min_elements())
     for (int64_t t = 0; t < T; ++t) {
       const float* cs = rope_cos_.data() + t * half;
       const float* sn = rope_sin_.data() + t * half;
@@ -200,7 +206,8 @@ void LlamaForward::attention(int64_t T) {
   if (int(scores_.size()) < threads) scores_.resize(size_t(threads));
   // One head per OpenMP thread at a time; its block GEMMs are single-threaded sgemms.
   const double macs = 2.0 * double(T) * double(T) * D * H;
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (macs >= kParallelGemmMacs)
+#pragma omp parallel for num_threads(threads) \
+    schedule(dynamic, 1) if (macs >= opt_.parallel_min_macs)
   for (int h = 0; h < H; ++h) {
     RowMatrixXf& S = scores_[size_t(omp_get_thread_num())];
     const int kv = h / group;
@@ -243,7 +250,7 @@ void LlamaForward::logits(const LogitsChunkFn& fn, int64_t row_begin, int64_t ro
     logit_.resize(rows, V);
     if (w_->lm_head_is_f32()) {
       const MatrixRef lm = w_->lm_head_rows(0, V, lm_scratch_[0]);
-      gemm_xwt(h, lm.data, V, logit_, threads);
+      gemm_xwt(h, lm.data, V, logit_, threads, opt_.parallel_min_macs);
     } else {
       // Convert the lm_head one slice of vocabulary rows at a time, each thread its own
       // slices; each slice fills a band of columns of the logits chunk.
@@ -252,7 +259,7 @@ void LlamaForward::logits(const LogitsChunkFn& fn, int64_t row_begin, int64_t ro
       for (int64_t i = 0; i < slices; ++i) {
         const int64_t v0 = i * slice, nv = std::min(slice, V - v0);
         const MatrixRef lm = w_->lm_head_rows(v0, nv, lm_scratch_[size_t(omp_get_thread_num())]);
-        gemm_xwt(h, lm.data, nv, logit_.middleCols(v0, nv), 1);
+        gemm_xwt(h, lm.data, nv, logit_.middleCols(v0, nv), 1, 0);
       }
     }
     fn(r0, logit_);

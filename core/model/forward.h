@@ -1,8 +1,13 @@
 #pragma once
 // The FP32 LLaMA forward over one token window (formats.md §2.3-2.4), batched: every linear
-// is one GEMM over the whole window (OpenBLAS through Eigen), attention is computed per head
-// as causal block GEMMs, parallel over heads (OpenMP). Logits are handed out in row chunks
-// because [window, vocab] can be a gigabyte (2048 × 128256 floats).
+// is one GEMM over the whole window (OpenBLAS sgemm through Eigen, X · Wᵀ with no transposed
+// copy), attention is computed per head as causal block GEMMs. Threads are OpenMP's only: a
+// GEMM is split into one band of output columns per thread, attention runs one head per
+// thread, and OpenBLAS is kept single-threaded (two thread pools spinning against each other
+// on the same cores were far slower). On a machine busier than its core count, OpenMP's
+// spin-waiting still costs: OMP_WAIT_POLICY=passive helps there.
+// Logits are handed out in row chunks because [window, vocab] can be a gigabyte
+// (2048 × 128256 floats).
 //
 // forward_ref.h holds the scalar oracle this is tested against.
 #include <cstdint>
@@ -22,6 +27,11 @@ struct ForwardOptions {
   // thread, attention runs one head per thread. OpenBLAS itself is set to one thread (a
   // process-wide setting) by every forward call, so only one thread pool ever runs.
   int threads = 1;
+  // Work below which a GEMM or a layer's attention stays on one thread, in multiply-adds
+  // (default ~0.5 ms on one core): every parallel region ends in a barrier, and on a busy
+  // machine a barrier can wait a whole scheduler time slice for a descheduled thread.
+  // Element-wise loops use parallel_min_macs / 128 elements. Tests set 0 to force threading.
+  double parallel_min_macs = double(1 << 25);
   // Tokens per logits chunk handed to the callback ([chunk, vocab] floats live at once).
   int logits_chunk_rows = 256;
   // Query rows per attention block (causal masking skips the blocks above the diagonal).
@@ -66,6 +76,7 @@ class LlamaForward {
   void layer_forward(int layer, SiteTaps* taps);
   void attention(int64_t T);
   void ensure_rope(int64_t T);
+  double min_elements() const { return opt_.parallel_min_macs / 128; }
 
   const LlamaWeights* w_;
   ForwardOptions opt_;

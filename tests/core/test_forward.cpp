@@ -134,6 +134,7 @@ class TestForward : public QObject {
     const auto ids = pseudo_random_ids(tokens, ckpt.config().vocab_size, 7u + uint32_t(tokens));
     ForwardOptions opt;
     opt.threads = threads;
+    opt.parallel_min_macs = 0;  // split every GEMM and loop when threads > 1
     opt.attention_block_rows = block;
     opt.logits_chunk_rows = chunk;
     LlamaForward fwd(weights, opt);
@@ -176,6 +177,7 @@ class TestForward : public QObject {
     const auto ids = pseudo_random_ids(70, ckpt.config().vocab_size, 13);
     ForwardOptions opt;
     opt.threads = 2;
+    opt.parallel_min_macs = 0;
     opt.attention_block_rows = 16;
     opt.logits_chunk_rows = 32;
     opt.lm_head_chunk_rows = 100;  // several lm_head slices when it is not F32
@@ -211,6 +213,7 @@ class TestForward : public QObject {
     const auto ids = pseudo_random_ids(257, ckpt.config().vocab_size, 11);
     ForwardOptions one, two;
     two.threads = 2;
+    two.parallel_min_macs = 0;
     LlamaForward f1(weights, one), f2(weights, two);
     const double err = rel_error(f2.logits_all(ids), f1.logits_all(ids));
     std::printf("  1 vs 2 threads: relative difference %.3g\n", err);
