@@ -1,0 +1,72 @@
+#pragma once
+// QuantPlan: everything that turns the FP model into the fake-quantized one — the scheme, the
+// four SiteTransforms of every layer, and optionally stored final weights (GPTQ results or a
+// cache). The seven transformed, fake-quantized weights of a layer (FP32, dequantized values)
+// are computed on demand from the FP weights one layer at a time; nothing of the whole model
+// is held in FP32 unless the caller stores it (store_all_weights, set_weight): for 1B-8B models
+// leave the plan without stored weights and let W4a4Taps compute each layer's weights when the
+// forward reaches it.
+#include <array>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "core/model/llama_model.h"
+#include "core/quant/quant_scheme.h"
+#include "core/quant/site_transform.h"
+
+namespace mxlens {
+
+class QuantPlan {
+ public:
+  // `transforms`: one per layer, or empty for no transforms. Throws Error when a smoothing
+  // vector or a rotation does not fit its site's channel count.
+  QuantPlan(const LlamaConfig& cfg, QuantScheme scheme,
+            std::vector<LayerTransforms> transforms = {});
+
+  const LlamaConfig& config() const { return cfg_; }
+  const QuantScheme& scheme() const { return scheme_; }
+  const SiteTransform& site(int layer, Site site) const;
+  const LayerTransforms& layer(int layer) const;
+
+  // Input channels of a site.
+  int site_channels(Site site) const;
+
+  // Activation side, in place: smoothing division where it is not folded into weights
+  // (qkv/gu stand-in for the γ fold, o under GQA), then the rotation. No quantization.
+  void transform_activations(int layer, Site site, Eigen::Ref<RowMatrixXf> x,
+                             int threads = 1) const;
+
+  // W' = (smoothing-folded W)·T, [out, in], not quantized. `w` is the FP weight as stored.
+  void transform_weight(int layer, Linear which, std::span<const float> w, int out, int in,
+                        RowMatrixXf& dst) const;
+  // The weight the quantized model uses: the stored one if set, else transform_weight then the
+  // scheme's weight fake quantization.
+  void quantized_weight(int layer, Linear which, std::span<const float> w, int out, int in,
+                        RowMatrixXf& dst, int threads = 1) const;
+
+  // Stores the final weight of (layer, linear) (e.g. GPTQ's output: already transformed and
+  // quantized); quantized_weight returns it from then on.
+  void set_weight(int layer, Linear which, RowMatrixXf w);
+  const RowMatrixXf* stored_weight(int layer, Linear which) const;
+  // Computes and stores every layer's quantized weights, loading one layer at a time
+  // (a cache for small models: 7 FP32 matrices per layer).
+  void store_all_weights(const LlamaWeights& weights, int threads = 1);
+  int64_t stored_floats() const;
+
+  // γ/s of a norm-folded site (qkv → input norm, gu → post-attention norm) for export;
+  // γ itself when the site is not smoothed.
+  std::vector<float> folded_norm(int layer, Site site, std::span<const float> gamma) const;
+
+ private:
+  void check_layer(int layer) const;
+
+  LlamaConfig cfg_;
+  QuantScheme scheme_;
+  std::vector<LayerTransforms> transforms_;
+  std::vector<std::array<std::optional<RowMatrixXf>, 7>> stored_;
+};
+
+}  // namespace mxlens

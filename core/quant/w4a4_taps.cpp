@@ -1,0 +1,42 @@
+// GCC 12 reports a false -Wmaybe-uninitialized inside its AVX-512 intrinsics when Eigen is inlined.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include "core/quant/w4a4_taps.h"
+
+#include <string>
+
+#include "core/util/error.h"
+
+namespace mxlens {
+
+W4a4Taps::W4a4Taps(const QuantPlan& plan, Options options) : plan_(&plan), opt_(options) {
+  if (opt_.threads < 1) throw Error("--threads", "must be at least 1");
+  if (opt_.cache_weights) cache_.resize(size_t(plan.config().num_layers));
+}
+
+void W4a4Taps::on_activations(int layer, Site site, Eigen::Ref<RowMatrixXf> x) {
+  plan_->transform_activations(layer, site, x, opt_.threads);
+  fake_quantize_rows(x, plan_->scheme().activations, TensorRole::activations, opt_.threads);
+}
+
+const float* W4a4Taps::weight_override(int layer, Linear linear, std::span<const float> w, int out,
+                                       int in) {
+  if (const RowMatrixXf* stored = plan_->stored_weight(layer, linear)) {
+    if (stored->rows() != out || stored->cols() != in)
+      throw Error(std::string(linear_name(linear)), "stored weight has the wrong shape");
+    return stored->data();
+  }
+  if (opt_.cache_weights) {
+    if (layer < 0 || layer >= int(cache_.size()))
+      throw Error("quantization taps", "layer " + std::to_string(layer) + " out of range");
+    RowMatrixXf& c = cache_[size_t(layer)][size_t(linear)];
+    if (c.rows() != out || c.cols() != in)
+      plan_->quantized_weight(layer, linear, w, out, in, c, opt_.threads);
+    return c.data();
+  }
+  RowMatrixXf& buf = scratch_[size_t(linear)];
+  plan_->quantized_weight(layer, linear, w, out, in, buf, opt_.threads);
+  return buf.data();
+}
+
+}  // namespace mxlens

@@ -1,0 +1,42 @@
+#pragma once
+// W4a4Taps: the SiteTaps that turns the FP forward into the fake-quantized model of a
+// QuantPlan (algorithm.md §2 pseudo-code). At every site: smoothing division where it is not
+// folded into weights, the site's channel transform, then per-token fake quantization of the
+// activations (the fused core/mx path). Every linear's weight is replaced by the plan's
+// transformed, fake-quantized weight: the stored one if the plan has it, else computed when
+// the forward reaches that layer into one buffer per linear (reused by the next layer: both
+// forwards use a layer's weights only while they run that layer), or kept for later windows
+// when Options::cache_weights is set.
+// With QuantMode::none and transforms on, the logits equal the FP ones up to float rounding
+// (algorithm.md §10.9).
+#include <array>
+#include <vector>
+
+#include "core/model/site_taps.h"
+#include "core/quant/quant_plan.h"
+
+namespace mxlens {
+
+class W4a4Taps : public SiteTaps {
+ public:
+  struct Options {
+    int threads = 1;             // OpenMP threads for rotation and quantization of a site
+    bool cache_weights = false;  // keep every layer's weights after the first forward
+  };
+
+  // `plan` must outlive the taps.
+  explicit W4a4Taps(const QuantPlan& plan, Options options);
+  explicit W4a4Taps(const QuantPlan& plan) : W4a4Taps(plan, Options{}) {}
+
+  void on_activations(int layer, Site site, Eigen::Ref<RowMatrixXf> x) override;
+  const float* weight_override(int layer, Linear linear, std::span<const float> w, int out,
+                               int in) override;
+
+ private:
+  const QuantPlan* plan_;
+  Options opt_;
+  std::array<RowMatrixXf, 7> scratch_;             // per linear, reused layer to layer
+  std::vector<std::array<RowMatrixXf, 7>> cache_;  // [layer][linear] when caching
+};
+
+}  // namespace mxlens
