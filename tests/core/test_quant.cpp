@@ -1,0 +1,390 @@
+// W4A4 fake quantization through taps (algorithm.md §2, §3, §10.9, §10.14) on the two shared
+// real models: transforms with quantization off keep the logits, the quantization modes order
+// as they must, smoothing changes W4A4, quantized weights are MXFP4-representable, the plan's
+// stored/cached/on-demand weights agree, and bad plans and names are rejected.
+// GCC 12: false -Wmaybe-uninitialized inside AVX-512 intrinsics inlined from Eigen reductions.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include <QtTest>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+
+#include "core/eval/kl.h"
+#include "core/model/checkpoint.h"
+#include "core/model/forward.h"
+#include "core/mx/e2m1.h"
+#include "core/quant/quant_plan.h"
+#include "core/quant/smoothing.h"
+#include "core/quant/w4a4_taps.h"
+#include "core/rotation/block_rotation.h"
+#include "core/text/tokenizer.h"
+#include "core/util/error.h"
+#include "tests/test_data.h"
+
+using namespace mxlens;
+
+namespace {
+
+// Transforms with quantization off: max |Δlogit| / max |logit| (algorithm.md §10.9).
+constexpr double kEquivalenceRelTol = 1e-4;
+// Negative check: the same transform applied to one side only must move the logits this much.
+constexpr double kOneSidedMin = 100 * kEquivalenceRelTol;
+// W4A4 must visibly change the distribution (nats per token).
+constexpr double kMinW4a4Kl = 1e-4;
+// Smoothing must change the W4A4 KL by at least this fraction (§10.14).
+constexpr double kSmoothingChangesKl = 1e-3;
+constexpr int kWindowTokens = 256;
+
+struct Model {
+  std::unique_ptr<Checkpoint> ckpt;
+  std::unique_ptr<LlamaWeights> weights;
+  std::vector<int32_t> ids;  // one window
+  const LlamaConfig& cfg() const { return weights->config(); }
+};
+
+std::vector<int32_t> pseudo_random_ids(int n, int vocab, uint32_t seed) {
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  for (auto& t : ids) {
+    seed = seed * 1664525u + 1013904223u;
+    t = int32_t((seed >> 8) % uint32_t(vocab));
+  }
+  return ids;
+}
+
+// 656k: the first stories of the in-domain text; 260k (no tokenizer): seeded ids.
+Model load(const QString& name) {
+  Model m;
+  m.ckpt = std::make_unique<Checkpoint>(
+      Checkpoint::open(name == "656k" ? test::model_656k() : test::model_260k()));
+  m.weights = std::make_unique<LlamaWeights>(*m.ckpt);
+  if (name == "656k") {
+    const Tokenizer tok = Tokenizer::load(*m.ckpt->tokenizer_json());
+    std::ifstream f(test::data_dir() / "tinystories-text" / "stories.txt");
+    const std::string text((std::istreambuf_iterator<char>(f)), {});
+    m.ids = tok.encode(text.substr(0, 3000));
+    m.ids.resize(size_t(kWindowTokens));
+  } else {
+    m.ids = pseudo_random_ids(kWindowTokens, m.cfg().vocab_size, 7);
+  }
+  return m;
+}
+
+RowMatrixXf logits(const Model& m, SiteTaps* taps) {
+  LlamaForward fwd(*m.weights);
+  return fwd.logits_all(m.ids, taps);
+}
+
+double rel_error(const RowMatrixXf& a, const RowMatrixXf& ref) {
+  return double((a - ref).cwiseAbs().maxCoeff()) / double(ref.cwiseAbs().maxCoeff());
+}
+
+int channels(const LlamaConfig& c, Site s) {
+  return s == Site::Qkv || s == Site::GateUp ? c.hidden_size
+         : s == Site::O                      ? c.num_heads * c.head_dim
+                                             : c.intermediate_size;
+}
+
+enum class Rotation { none, block_hadamard, random_orthogonal };
+
+// Smoothing from the FP statistics of the model's window (α = 0.6) and/or a 32-block rotation
+// at every site whose width is a multiple of 32 (stories260K's 172-wide down site has none).
+std::vector<LayerTransforms> make_transforms(const Model& m, bool smoothing, Rotation rotation) {
+  const LlamaConfig& c = m.cfg();
+  std::vector<LayerTransforms> t(size_t(c.num_layers));
+  if (smoothing) {
+    ActAbsMaxTaps stats(c);
+    LlamaForward(*m.weights).hidden(m.ids, &stats);
+    LayerWeights lw;
+    for (int l = 0; l < c.num_layers; ++l) {
+      m.weights->load_layer(l, lw);
+      const auto s = layer_smoothing_factors(lw, stats);
+      for (Site site : kAllSites) {
+        t[size_t(l)].site(site).smooth = s[size_t(site)];
+        t[size_t(l)].site(site).smooth_fold = smooth_fold(site, c);
+      }
+    }
+  }
+  if (rotation != Rotation::none)
+    for (int l = 0; l < c.num_layers; ++l)
+      for (Site site : kAllSites) {
+        if (channels(c, site) % 32 != 0) continue;
+        const Eigen::MatrixXf r = rotation == Rotation::block_hadamard
+                                      ? block_hadamard(32)
+                                      : random_orthogonal(32, derive_seed(1, l, int(site)));
+        t[size_t(l)].site(site).rotation.add_block_rotation(r);
+      }
+  return t;
+}
+
+// Applies the plan's activation side only (weights stay FP): must break equivalence.
+struct ActivationsOnlyTaps : W4a4Taps {
+  using W4a4Taps::W4a4Taps;
+  const float* weight_override(int, Linear, std::span<const float>, int, int) override {
+    return nullptr;
+  }
+};
+
+KlSummary kl_of(const RowMatrixXf& ref, const RowMatrixXf& test) {
+  KlStats s;
+  s.add_rows(ref, test);
+  return s.summary();
+}
+
+KlSummary run_kl(const Model& m, const RowMatrixXf& fp, QuantScheme scheme,
+                 std::vector<LayerTransforms> t = {}) {
+  const QuantPlan plan(m.cfg(), scheme, std::move(t));
+  W4a4Taps taps(plan);
+  return kl_of(fp, logits(m, &taps));
+}
+
+// Every 32-element block (a short last one included) is code values × one power of two.
+bool block_is_mxfp4(const float* v, int n) {
+  float amax = 0;
+  for (int i = 0; i < n; ++i) amax = std::max(amax, std::fabs(v[i]));
+  if (amax == 0) return true;
+  const int e = std::ilogb(amax);
+  for (int k = e - 3; k <= e; ++k) {  // the block max is 0.5..6 times the scale
+    bool ok = true;
+    for (int i = 0; i < n && ok; ++i) {
+      const float u = std::ldexp(std::fabs(v[i]), -k);
+      bool on_grid = false;
+      for (int c = 0; c < 8; ++c) on_grid |= u == kE2M1Values[c];
+      ok = on_grid;
+    }
+    if (ok) return true;
+  }
+  return false;
+}
+
+int64_t non_mxfp4_blocks(const RowMatrixXf& w) {
+  int64_t bad = 0;
+  for (Eigen::Index r = 0; r < w.rows(); ++r)
+    for (Eigen::Index c0 = 0; c0 < w.cols(); c0 += 32)
+      bad += !block_is_mxfp4(w.row(r).data() + c0, int(std::min<Eigen::Index>(32, w.cols() - c0)));
+  return bad;
+}
+
+}  // namespace
+
+class TestQuant : public QObject {
+  Q_OBJECT
+ private slots:
+  void schemeNamesAndModes() {
+    QCOMPARE(parse_quant_mode("w4a4"), QuantMode::w4a4);
+    QCOMPARE(parse_quant_mode("w16a4"), QuantMode::w16a4);
+    QCOMPARE(parse_quant_format("nvfp4"), QuantFormat::nvfp4);
+    QCOMPARE(parse_quant_format("int4"), QuantFormat::int4);
+    for (QuantMode mode : {QuantMode::none, QuantMode::w4a4, QuantMode::w4a16, QuantMode::w16a4})
+      QCOMPARE(QuantScheme::make(mode).mode(), mode);
+    const QuantScheme w4a16 = QuantScheme::make(QuantMode::w4a16);
+    QVERIFY(w4a16.weights.enabled() && !w4a16.activations.enabled());
+    const QuantScheme int4 = QuantScheme::make(QuantMode::w4a4, QuantFormat::int4);
+    QCOMPARE(int4.activations.clip_ratio, kInt4ActivationClip);
+    QCOMPARE(int4.weights.clip_ratio, kInt4WeightClip);
+    std::printf("  %s | %s\n", QuantScheme::make(QuantMode::w4a4).describe().c_str(),
+                int4.describe().c_str());
+    try {
+      parse_quant_mode("w4a8");
+      QFAIL("w4a8 accepted");
+    } catch (const Error& e) {
+      std::printf("  %s\n", e.what());
+      QCOMPARE(e.source(), std::string("--mode"));
+      QVERIFY(std::string(e.problem()).find("w4a4") != std::string::npos);
+    }
+    QVERIFY_THROWS_EXCEPTION(Error, parse_quant_format("fp4"));
+    QVERIFY_THROWS_EXCEPTION(Error, QuantScheme::make(QuantMode::w4a4, QuantFormat::nvfp4,
+                                                      {ScaleRule::rceil, Rounding::rne}));
+    QVERIFY_THROWS_EXCEPTION(Error, validate({QuantFormat::int4, {}, 1.5f}, "weights"));
+  }
+
+  void transformsWithoutQuantizationKeepLogits_data() {
+    QTest::addColumn<QString>("model");
+    QTest::addColumn<bool>("smoothing");
+    QTest::addColumn<int>("rotation");
+    for (const char* m : {"656k", "260k"}) {
+      const QString s(m);
+      QTest::addRow("%s smoothing", m) << s << true << int(Rotation::none);
+      QTest::addRow("%s block hadamard 32", m) << s << false << int(Rotation::block_hadamard);
+      QTest::addRow("%s random orthogonal 32", m) << s << false << int(Rotation::random_orthogonal);
+      QTest::addRow("%s smoothing + block hadamard", m)
+          << s << true << int(Rotation::block_hadamard);
+    }
+  }
+  void transformsWithoutQuantizationKeepLogits() {
+    QFETCH(QString, model);
+    QFETCH(bool, smoothing);
+    QFETCH(int, rotation);
+    const Model m = load(model);
+    const RowMatrixXf fp = logits(m, nullptr);
+    const QuantPlan plan(m.cfg(), QuantScheme::make(QuantMode::none),
+                         make_transforms(m, smoothing, Rotation(rotation)));
+    W4a4Taps taps(plan, {2, false});
+    const double rel = rel_error(logits(m, &taps), fp);
+    ActivationsOnlyTaps one_sided(plan);
+    const double rel_one_sided = rel_error(logits(m, &one_sided), fp);
+    std::printf("  max|Δlogit|/max|logit|: transformed %.3g, activation side only %.3g\n", rel,
+                rel_one_sided);
+    QVERIFY(rel <= kEquivalenceRelTol);
+    QVERIFY(rel_one_sided >= kOneSidedMin);
+  }
+
+  void quantizationModesOrder_data() {
+    QTest::addColumn<QString>("model");
+    QTest::newRow("656k stories window") << "656k";
+    QTest::newRow("260k seeded ids") << "260k";
+  }
+  void quantizationModesOrder() {
+    QFETCH(QString, model);
+    const Model m = load(model);
+    const RowMatrixXf fp = logits(m, nullptr);
+    const KlSummary w4a4 = run_kl(m, fp, QuantScheme::make(QuantMode::w4a4));
+    const KlSummary w4a16 = run_kl(m, fp, QuantScheme::make(QuantMode::w4a16));
+    const KlSummary w16a4 = run_kl(m, fp, QuantScheme::make(QuantMode::w16a4));
+    const KlSummary smooth =
+        run_kl(m, fp, QuantScheme::make(QuantMode::w4a4), make_transforms(m, true, Rotation::none));
+    const KlSummary had = run_kl(m, fp, QuantScheme::make(QuantMode::w4a4),
+                                 make_transforms(m, false, Rotation::block_hadamard));
+    auto show = [](const char* name, const KlSummary& s) {
+      std::printf("  %-28s KL %.5f ± %.5f nats/token, top-1 %.3f\n", name, s.mean, s.mean_stderr,
+                  s.top1_agreement);
+    };
+    show("RTN W4A4 ocp_floor", w4a4);
+    show("RTN W4A16", w4a16);
+    show("RTN W16A4", w16a4);
+    show("smoothing + RTN W4A4", smooth);
+    show("block Hadamard + RTN W4A4", had);
+    QVERIFY(w4a4.mean > kMinW4a4Kl);
+    QVERIFY(w4a16.mean < w4a4.mean);
+    QVERIFY(w16a4.mean < w4a4.mean);
+    QVERIFY(std::fabs(smooth.mean - w4a4.mean) > kSmoothingChangesKl * w4a4.mean);
+    // Negative check of the KL comparison: FP against itself gives zero.
+    QVERIFY(kl_of(fp, fp).mean < kMinW4a4Kl);
+  }
+
+  void otherFormatsQuantize_data() {
+    QTest::addColumn<int>("format");
+    QTest::newRow("nvfp4") << int(QuantFormat::nvfp4);
+    QTest::newRow("int4 (DuQuant clip 0.8/0.9)") << int(QuantFormat::int4);
+    QTest::newRow("mxfp4 dqv2_log8") << int(QuantFormat::mxfp4);
+  }
+  void otherFormatsQuantize() {
+    QFETCH(int, format);
+    const Model m = load("656k");
+    const RowMatrixXf fp = logits(m, nullptr);
+    const QuantOptions opt{
+        QuantFormat(format) == QuantFormat::mxfp4 ? ScaleRule::dqv2_log8 : ScaleRule::ocp_floor,
+        Rounding::rne};
+    const KlSummary s = run_kl(m, fp, QuantScheme::make(QuantMode::w4a4, QuantFormat(format), opt));
+    std::printf("  W4A4 %s: KL %.5f, top-1 %.3f\n", to_string(QuantFormat(format)).data(), s.mean,
+                s.top1_agreement);
+    QVERIFY(std::isfinite(s.mean));
+    QVERIFY(s.mean > kMinW4a4Kl);
+  }
+
+  void quantizedWeightsAreMxfp4Values_data() {
+    QTest::addColumn<QString>("model");
+    QTest::addColumn<int>("rule");
+    QTest::newRow("656k ocp_floor") << "656k" << int(ScaleRule::ocp_floor);
+    QTest::newRow("656k rceil") << "656k" << int(ScaleRule::rceil);
+    QTest::newRow("260k ocp_floor (172-wide down: short last block)")
+        << "260k" << int(ScaleRule::ocp_floor);
+  }
+  void quantizedWeightsAreMxfp4Values() {
+    QFETCH(QString, model);
+    QFETCH(int, rule);
+    const Model m = load(model);
+    const QuantPlan plan(
+        m.cfg(),
+        QuantScheme::make(QuantMode::w4a4, QuantFormat::mxfp4, {ScaleRule(rule), Rounding::rne}),
+        make_transforms(m, true, Rotation::block_hadamard));
+    LayerWeights lw;
+    int64_t blocks = 0, bad = 0;
+    RowMatrixXf q;
+    for (int l = 0; l < m.cfg().num_layers; ++l) {
+      m.weights->load_layer(l, lw);
+      for (Linear which : kAllLinears) {
+        const MatrixRef& w = lw.linear(which);
+        plan.quantized_weight(l, which, w.span(), int(w.rows), int(w.cols), q);
+        blocks += q.rows() * ((q.cols() + 31) / 32);
+        bad += non_mxfp4_blocks(q);
+      }
+    }
+    std::printf("  blocks %lld, not MXFP4-representable %lld\n", (long long)blocks, (long long)bad);
+    QCOMPARE(bad, int64_t(0));
+    // Negative check: one element moved by one ulp makes its block fail.
+    q(0, 3) = std::nextafter(q(0, 3), 1e9f);
+    QCOMPARE(non_mxfp4_blocks(q), int64_t(1));
+  }
+
+  void storedCachedAndOnDemandWeightsAgree() {
+    const Model m = load("656k");
+    QuantPlan plan(m.cfg(), QuantScheme::make(QuantMode::w4a4),
+                   make_transforms(m, true, Rotation::random_orthogonal));
+    W4a4Taps on_demand(plan);
+    const RowMatrixXf a = logits(m, &on_demand);
+    W4a4Taps cached(plan, {1, true});
+    const RowMatrixXf b = logits(m, &cached);
+    const RowMatrixXf b2 = logits(m, &cached);  // second window from the cache
+    plan.store_all_weights(*m.weights);
+    W4a4Taps stored(plan);
+    const RowMatrixXf c = logits(m, &stored);
+    const LlamaConfig& cfg = m.cfg();
+    const int64_t per_layer = int64_t(cfg.hidden_size) * (2 * cfg.num_heads * cfg.head_dim +
+                                                          2 * cfg.num_kv_heads * cfg.head_dim) +
+                              3 * int64_t(cfg.hidden_size) * cfg.intermediate_size;
+    std::printf("  stored floats %lld\n", (long long)plan.stored_floats());
+    QCOMPARE(plan.stored_floats(), per_layer * cfg.num_layers);
+    QVERIFY(a == b);
+    QVERIFY(a == b2);
+    QVERIFY(a == c);
+    // A stored weight that differs must show: zero one layer's down_proj.
+    RowMatrixXf z = *plan.stored_weight(0, Linear::Down);
+    z.setZero();
+    plan.set_weight(0, Linear::Down, z);
+    W4a4Taps changed(plan);
+    QVERIFY(!(logits(m, &changed) == a));
+  }
+
+  void badPlansAreRejected() {
+    const Model m = load("656k");
+    const LlamaConfig& c = m.cfg();
+    std::vector<LayerTransforms> t(size_t(c.num_layers));
+    t[0].site(Site::Qkv).smooth.assign(7, 1.0f);
+    QVERIFY_THROWS_EXCEPTION(Error, QuantPlan(c, QuantScheme::make(QuantMode::w4a4), t));
+    t[0].site(Site::Qkv).smooth.clear();
+    t[1].site(Site::Down).rotation.add_block_rotation(Eigen::MatrixXf::Identity(256, 256));
+    QVERIFY_THROWS_EXCEPTION(Error,
+                             QuantPlan(c, QuantScheme::make(QuantMode::w4a4), t));  // 384 % 256
+    t[1].site(Site::Down).rotation = ChannelTransform();
+    t[0].site(Site::O).smooth.assign(size_t(c.num_heads * c.head_dim), 2.0f);
+    t[0].site(Site::O).smooth_fold = SmoothFold::previous_rows;  // GQA: cannot fold into v
+    try {
+      QuantPlan p(c, QuantScheme::make(QuantMode::w4a4), t);
+      QFAIL("v-row fold accepted under GQA");
+    } catch (const Error& e) {
+      std::printf("  %s\n", e.what());
+    }
+    QCOMPARE(smooth_fold(Site::O, c), SmoothFold::online);
+    t[0].site(Site::O).smooth_fold = SmoothFold::online;
+    const QuantPlan ok(c, QuantScheme::make(QuantMode::w4a4), t);
+    QVERIFY_THROWS_EXCEPTION(
+        Error, QuantPlan(c, QuantScheme::make(QuantMode::w4a4), std::vector<LayerTransforms>(1)));
+  }
+
+  void foldedNormIsGammaOverS() {
+    const Model m = load("656k");
+    const auto t = make_transforms(m, true, Rotation::none);
+    const QuantPlan plan(m.cfg(), QuantScheme::make(QuantMode::none), t);
+    const std::vector<float> gamma(size_t(m.cfg().hidden_size), 2.0f);
+    const std::vector<float> g = plan.folded_norm(1, Site::GateUp, gamma);
+    const std::vector<float>& s = t[1].site(Site::GateUp).smooth;
+    for (size_t i = 0; i < g.size(); ++i) QCOMPARE(g[i], 2.0f / s[i]);
+    QVERIFY_THROWS_EXCEPTION(Error, plan.folded_norm(0, Site::Down, gamma));
+  }
+};
+
+QTEST_GUILESS_MAIN(TestQuant)
+#include "test_quant.moc"
