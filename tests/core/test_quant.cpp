@@ -9,10 +9,12 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <memory>
 
 #include "core/eval/kl.h"
+#include "core/io/safetensors_writer.h"
 #include "core/model/checkpoint.h"
 #include "core/model/forward.h"
 #include "core/mx/e2m1.h"
@@ -25,6 +27,7 @@
 #include "tests/test_data.h"
 
 using namespace mxlens;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -126,6 +129,53 @@ struct ActivationsOnlyTaps : W4a4Taps {
     return nullptr;
   }
 };
+
+// The plan's taps with one linear's weight left as stored (FP, unsmoothed).
+struct SkipOneWeightTaps : W4a4Taps {
+  SkipOneWeightTaps(const QuantPlan& plan, Linear skip) : W4a4Taps(plan), skip_(skip) {}
+  const float* weight_override(int layer, Linear linear, std::span<const float> w, int out,
+                               int in) override {
+    return linear == skip_ ? nullptr : W4a4Taps::weight_override(layer, linear, w, out, in);
+  }
+  Linear skip_;
+};
+
+// tinystories-656k made non-GQA: every KV head of k_proj / v_proj repeated for the two query
+// heads that share it, num_key_value_heads 4 → 8. The same function, without GQA.
+void write_mha_656k(const fs::path& dir) {
+  const Checkpoint src = Checkpoint::open(test::model_656k());
+  const LlamaConfig& c = src.config();
+  std::vector<TensorData> out;
+  for (const TensorRef& t : src.tensors()) {
+    uint64_t n = 1;
+    for (uint64_t d : t.shape) n *= d;
+    std::vector<float> v(n);
+    src.read_f32(t.name, v);
+    std::vector<uint64_t> shape = t.shape;
+    if (t.name.find("k_proj.weight") != std::string::npos ||
+        t.name.find("v_proj.weight") != std::string::npos) {
+      const size_t D = size_t(c.head_dim), in = size_t(c.hidden_size);
+      std::vector<float> r;
+      for (int h = 0; h < c.num_heads; ++h) {
+        const size_t kv = size_t(h / c.kv_group());
+        r.insert(r.end(), v.begin() + long(kv * D * in), v.begin() + long((kv + 1) * D * in));
+      }
+      v = std::move(r);
+      shape[0] = uint64_t(c.num_heads) * D;
+    }
+    TensorData td{{t.name, DType::F32, shape}, std::vector<std::byte>(v.size() * sizeof(float))};
+    std::memcpy(td.bytes.data(), v.data(), td.bytes.size());
+    out.push_back(std::move(td));
+  }
+  write_safetensors(dir / "model.safetensors", out);
+  std::ifstream f(test::model_656k() / "config.json");
+  std::string cfg((std::istreambuf_iterator<char>(f)), {});
+  const std::string from = "\"num_key_value_heads\": 4", to = "\"num_key_value_heads\": 8";
+  const size_t at = cfg.find(from);
+  if (at == std::string::npos) throw Error("config.json", "num_key_value_heads not found");
+  cfg.replace(at, from.size(), to);
+  std::ofstream(dir / "config.json") << cfg;
+}
 
 KlSummary kl_of(const RowMatrixXf& ref, const RowMatrixXf& test) {
   KlStats s;
@@ -372,6 +422,45 @@ class TestQuant : public QObject {
     const QuantPlan ok(c, QuantScheme::make(QuantMode::w4a4), t);
     QVERIFY_THROWS_EXCEPTION(
         Error, QuantPlan(c, QuantScheme::make(QuantMode::w4a4), std::vector<LayerTransforms>(1)));
+  }
+
+  // Without GQA the o-site factors fold into the rows of W_v (algorithm.md §3); the result
+  // must still equal FP, and leaving W_v unsmoothed must break it.
+  void oSmoothingFoldsIntoVWithoutGqa() {
+    QTemporaryDir dir;
+    QVERIFY(dir.isValid());
+    write_mha_656k(dir.path().toStdString());
+    const Model gqa = load("656k");
+    Model m;
+    m.ckpt = std::make_unique<Checkpoint>(Checkpoint::open(dir.path().toStdString()));
+    m.weights = std::make_unique<LlamaWeights>(*m.ckpt);
+    m.ids = gqa.ids;
+    QCOMPARE(m.cfg().num_kv_heads, m.cfg().num_heads);
+    QCOMPARE(smooth_fold(Site::O, m.cfg()), SmoothFold::previous_rows);
+    const RowMatrixXf fp = logits(gqa, nullptr);
+    const double rel_mha = rel_error(logits(m, nullptr), fp);
+    const QuantPlan plan(m.cfg(), QuantScheme::make(QuantMode::none),
+                         make_transforms(m, true, Rotation::block_hadamard));
+    QCOMPARE(plan.site(0, Site::O).smooth_fold, SmoothFold::previous_rows);
+    W4a4Taps taps(plan);
+    const double rel = rel_error(logits(m, &taps), fp);
+    // Only the o site smoothed, W_v left as stored: the sole difference is the missing row fold.
+    auto o_only = make_transforms(m, true, Rotation::none);
+    for (auto& layer : o_only)
+      for (Site site : {Site::Qkv, Site::GateUp, Site::Down}) layer.site(site).smooth.clear();
+    const QuantPlan plan_o(m.cfg(), QuantScheme::make(QuantMode::none), o_only);
+    W4a4Taps taps_o(plan_o);
+    const double rel_o = rel_error(logits(m, &taps_o), fp);
+    SkipOneWeightTaps skip_v(plan_o, Linear::V);
+    const double rel_skip = rel_error(logits(m, &skip_v), fp);
+    std::printf(
+        "  non-GQA copy vs GQA model %.3g; smoothing (o into v rows) + Hadamard %.3g; "
+        "o smoothing only %.3g; o smoothing with W_v left unsmoothed %.3g\n",
+        rel_mha, rel, rel_o, rel_skip);
+    QVERIFY(rel_mha <= kEquivalenceRelTol);
+    QVERIFY(rel <= kEquivalenceRelTol);
+    QVERIFY(rel_o <= kEquivalenceRelTol);
+    QVERIFY(rel_skip >= kOneSidedMin);
   }
 
   void foldedNormIsGammaOverS() {
