@@ -84,7 +84,11 @@ PerplexityResult evaluate_perplexity(const LlamaWeights& weights, std::span<cons
       auto row = [&](Eigen::Index i) { return std::span<const float>(logits.row(i).data(), V); };
       const int64_t first_token = w * targets_per_window + r0;
       if (opt.kl_reference) row_kl.resize(size_t(rows));
-#pragma omp parallel for num_threads(opt.forward.threads) schedule(static)
+      // One exp per logit (plus a vocab-long KL pass with a reference): worth threads only
+      // for large chunks (see ForwardOptions::parallel_min_macs).
+      const bool parallel = double(rows) * double(V) * (opt.kl_reference ? 4 : 1) >=
+                            opt.forward.parallel_min_macs / 16;
+#pragma omp parallel for num_threads(opt.forward.threads) schedule(static) if (parallel)
       for (Eigen::Index i = 0; i < rows; ++i) {
         const int32_t target = window[size_t(r0 + i + 1)];
         row_nll[size_t(r0 + i)] = log_sum_exp(row(i)) - double(logits(i, target));

@@ -144,7 +144,7 @@ const RowMatrixXf& LlamaForward::hidden(std::span<const int32_t> tokens, SiteTap
 void LlamaForward::layer_forward(int layer, SiteTaps* taps) {
   const LlamaConfig& c = w_->config();
   const float eps = float(c.rms_norm_eps);
-  w_->load_layer(layer, lw_);
+  w_->load_layer(layer, lw_, opt_.threads);
 
   // Attention block: h = x + o_proj(attn(rope(q), rope(k), v)), inputs normed.
   rmsnorm(x_, lw_.input_norm, eps, n_, opt_.threads, min_elements());

@@ -1,6 +1,8 @@
 #include "core/model/llama_model.h"
 
+#include <algorithm>
 #include <array>
+#include <exception>
 #include <utility>
 
 #include "core/util/error.h"
@@ -146,7 +148,7 @@ int64_t LlamaWeights::layer_conversion_floats() const {
   return total;
 }
 
-void LlamaWeights::load_layer(int layer, LayerWeights& out) const {
+void LlamaWeights::load_layer(int layer, LayerWeights& out, int threads) const {
   if (layer < 0 || layer >= cfg_.num_layers)
     throw Error(ckpt_->dir().string(), "layer " + std::to_string(layer) + " out of range");
   // First pass: which tensors need a converted copy, and how many floats in all; the buffer
@@ -164,6 +166,7 @@ void LlamaWeights::load_layer(int layer, LayerWeights& out) const {
   }
   if (int64_t(out.storage.size()) < need) out.storage.resize(static_cast<size_t>(need));
   int64_t offset = 0;
+  std::vector<std::pair<size_t, std::span<float>>> to_convert;  // (linear, destination)
   for (size_t i = 0; i < kLinearSpecs.size(); ++i) {
     auto [rows, cols] = linear_shape(cfg_, kLinearSpecs[i].which);
     MatrixRef& m = out.linear(kLinearSpecs[i].which);
@@ -171,11 +174,25 @@ void LlamaWeights::load_layer(int layer, LayerWeights& out) const {
       m = {views[i].data(), rows, cols};
     } else {
       std::span<float> dst(out.storage.data() + offset, static_cast<size_t>(rows * cols));
-      ckpt_->read_f32(names[i], dst);
       m = {dst.data(), rows, cols};
       offset += rows * cols;
+      to_convert.emplace_back(i, dst);
     }
   }
+  // The conversions are independent (one tensor each): one per thread at a time. An Error
+  // cannot leave an OpenMP region, so the first one is carried out and rethrown.
+  std::exception_ptr error;
+#pragma omp parallel for num_threads(std::max(1, threads)) \
+    schedule(dynamic, 1) if (threads > 1 && to_convert.size() > 1)
+  for (size_t j = 0; j < to_convert.size(); ++j) {
+    try {
+      ckpt_->read_f32(names[to_convert[j].first], to_convert[j].second);
+    } catch (...) {
+#pragma omp critical(mxlens_load_layer_error)
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
   out.layer = layer;
   out.input_norm = input_norms_[layer].data();
   out.post_norm = post_norms_[layer].data();

@@ -65,8 +65,9 @@ class LlamaWeights {
   const LlamaConfig& config() const { return cfg_; }
   const Checkpoint& checkpoint() const { return *ckpt_; }
 
-  // Points `out` at layer `layer`'s weights, converting non-F32 tensors into out.storage.
-  void load_layer(int layer, LayerWeights& out) const;
+  // Points `out` at layer `layer`'s weights, converting non-F32 tensors into out.storage
+  // (up to `threads` tensors converted at once).
+  void load_layer(int layer, LayerWeights& out, int threads = 1) const;
 
   // x ← embedding rows of `tokens` ([tokens, d]). Throws Error for ids outside the vocab.
   void embed(std::span<const int32_t> tokens, RowMatrixXf& x) const;
