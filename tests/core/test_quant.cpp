@@ -19,6 +19,8 @@
 #include "core/model/forward.h"
 #include "core/model/forward_ref.h"
 #include "core/mx/e2m1.h"
+#include "core/mx/mxfp4.h"
+#include "core/mx/nvfp4.h"
 #include "core/quant/quant_plan.h"
 #include "core/quant/smoothing.h"
 #include "core/quant/w4a4_taps.h"
@@ -253,6 +255,54 @@ class TestQuant : public QObject {
     QVERIFY_THROWS_EXCEPTION(Error, QuantScheme::make(QuantMode::w4a4, QuantFormat::nvfp4,
                                                       {ScaleRule::rceil, Rounding::rne}));
     QVERIFY_THROWS_EXCEPTION(Error, validate({QuantFormat::int4, {}, 1.5f}, "weights"));
+  }
+
+  // fake_quantize_rows against the core/mx functions it is built on: whole tensor, threads,
+  // short last block (zero padding), strided views, per-token NVFP4, INT4 by hand.
+  void fakeQuantizeRowsMatchesCoreMx() {
+    RowMatrixXf a = RowMatrixXf::Random(37, 172) * 3.0f;
+    a(5, 17) = 80.0f;  // an outlier block
+    const TensorQuant mx{QuantFormat::mxfp4, {}, 1.0f};
+    // Whole rows of 160 = 5 blocks: one span call, any thread count.
+    RowMatrixXf b = a.leftCols(160), b2 = b, expect = b;
+    fake_quantize_mxfp4(std::span<float>(expect.data(), size_t(expect.size())));
+    fake_quantize_rows(b, mx, TensorRole::activations, 1);
+    fake_quantize_rows(b2, mx, TensorRole::activations, 2);
+    QVERIFY(b == expect);
+    QVERIFY(b2 == expect);
+    QVERIFY(!(b == RowMatrixXf(a.leftCols(160))));  // it did quantize
+    // 172 columns: the last 12 elements form a block of their own, as if zero-padded.
+    RowMatrixXf padded = RowMatrixXf::Zero(37, 192);
+    padded.leftCols(172) = a;
+    fake_quantize_mxfp4(std::span<float>(padded.data(), size_t(padded.size())));
+    RowMatrixXf r = a;
+    fake_quantize_rows(r, mx, TensorRole::weights);
+    QVERIFY(r == RowMatrixXf(padded.leftCols(172)));
+    // A strided view (columns 32..95 of a wider matrix) is quantized in place, the rest kept.
+    RowMatrixXf wide = a;
+    fake_quantize_rows(wide.middleCols(32, 64), mx, TensorRole::activations);
+    RowMatrixXf mid = a.middleCols(32, 64);
+    fake_quantize_mxfp4(std::span<float>(mid.data(), size_t(mid.size())));
+    QVERIFY(RowMatrixXf(wide.middleCols(32, 64)) == mid);
+    QVERIFY(RowMatrixXf(wide.leftCols(32)) == RowMatrixXf(a.leftCols(32)));
+    // NVFP4: per token for activations (each row its own global scale), one tensor for weights.
+    const TensorQuant nv{QuantFormat::nvfp4, {}, 1.0f};
+    const RowMatrixXf src = a.leftCols(160).topRows(4);
+    RowMatrixXf act = src, wgt = src, rows = src, whole = src;
+    for (int i = 0; i < 4; ++i) fake_quantize_nvfp4(std::span<float>(rows.row(i).data(), 160));
+    fake_quantize_nvfp4(std::span<float>(whole.data(), size_t(whole.size())));
+    fake_quantize_rows(act, nv, TensorRole::activations);
+    fake_quantize_rows(wgt, nv, TensorRole::weights);
+    QVERIFY(act == rows);
+    QVERIFY(wgt == whole);
+    QVERIFY(!(rows == whole));  // the two tensor choices differ on this data
+    // INT4 asymmetric, clip 1: [-1, 0, 0.5, 2] → scale 0.2, zero 5; 0.5/0.2 = 2.5 rounds to 2.
+    RowMatrixXf i4(1, 4);
+    i4 << -1.0f, 0.0f, 0.5f, 2.0f;
+    fake_quantize_rows(i4, {QuantFormat::int4, {}, 1.0f}, TensorRole::activations);
+    std::printf("  int4 [-1 0 0.5 2] -> [%g %g %g %g]\n", i4(0, 0), i4(0, 1), i4(0, 2), i4(0, 3));
+    QVERIFY(std::fabs(i4(0, 0) + 1.0f) < 1e-6f && i4(0, 1) == 0.0f);
+    QVERIFY(std::fabs(i4(0, 2) - 0.4f) < 1e-6f && std::fabs(i4(0, 3) - 2.0f) < 1e-6f);
   }
 
   void transformsWithoutQuantizationKeepLogits_data() {
