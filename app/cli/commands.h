@@ -11,5 +11,6 @@ void register_eval(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_demo(CLI::App& app);
 void register_synth(CLI::App& app);
+void register_plant(CLI::App& app);
 
 }  // namespace mxlens::cli

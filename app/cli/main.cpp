@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   mxlens::cli::register_quantize(app);
   mxlens::cli::register_demo(app);
   mxlens::cli::register_synth(app);
+  mxlens::cli::register_plant(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
