@@ -88,10 +88,10 @@ void print_report(const DemoReport& r) {
     std::printf(
         "  block %d: mean exponent %+.2f vs %+.2f in blocks without outliers (+%.2f octaves);\n"
         "           error of its ordinary channels %.4f (blocks without outliers: %.4f..%.4f), "
-        "after hadamard32 %.4f\n",
+        "after hadamard32 %.4f, after duquant++32 %.4f\n",
         b, mine / c.tokens, n ? others / n : 0.0, mine / c.tokens - (n ? others / n : 0.0),
         r.identity.block_rel_error_ordinary[b], plain_lo, plain_hi,
-        r.hadamard.block_rel_error_ordinary[b]);
+        r.hadamard.block_rel_error_ordinary[b], r.duquant.block_rel_error_ordinary[b]);
   }
 
   print_heatmap(r, r.identity);
@@ -99,24 +99,51 @@ void print_report(const DemoReport& r) {
 
   std::printf(
       "\nper block: exponent range over tokens, crest log2(amax/rms) in octaves, "
-      "MXFP4 relative error and SQNR\n(errors in the original channel basis: the Hadamard "
-      "variant is rotated back after quantization)\n");
+      "MXFP4 relative error and SQNR\n(errors in the original channel basis: the rotated "
+      "variants are rotated back after quantization)\n");
   std::printf(
       "block       identity: k range  crest  rel.err  SQNR dB  |  hadamard32: k range  "
-      "crest  rel.err  SQNR dB\n");
+      "crest  rel.err  SQNR dB  |  duquant++32: crest  rel.err\n");
   for (int b = 0; b < r.n_blocks; ++b) {
     const DemoVariant& i = r.identity;
     const DemoVariant& h = r.hadamard;
-    std::printf("%5d%c  %10d..%-4d %6.2f  %7.4f  %7.2f  |  %12d..%-4d %6.2f  %7.4f  %7.2f\n", b,
-                is_outlier_block(r, b) ? '*' : ' ', i.exponent_min[b], i.exponent_max[b],
-                i.crest_octaves[b], i.block_rel_error[b], i.block_sqnr_db[b], h.exponent_min[b],
-                h.exponent_max[b], h.crest_octaves[b], h.block_rel_error[b], h.block_sqnr_db[b]);
+    const DemoVariant& d = r.duquant;
+    std::printf(
+        "%5d%c  %10d..%-4d %6.2f  %7.4f  %7.2f  |  %12d..%-4d %6.2f  %7.4f  %7.2f  |  %18.2f  "
+        "%7.4f\n",
+        b, is_outlier_block(r, b) ? '*' : ' ', i.exponent_min[b], i.exponent_max[b],
+        i.crest_octaves[b], i.block_rel_error[b], i.block_sqnr_db[b], h.exponent_min[b],
+        h.exponent_max[b], h.crest_octaves[b], h.block_rel_error[b], h.block_sqnr_db[b],
+        d.crest_octaves[b], d.block_rel_error[b]);
   }
   std::printf(
       "\ntotal MXFP4 error: identity %.4f (SQNR %.2f dB, mean crest %.2f oct) -> "
       "block Hadamard-32 %.4f (SQNR %.2f dB, mean crest %.2f oct)\n",
       r.identity.rel_error, r.identity.sqnr_db, r.identity.mean_crest_octaves, r.hadamard.rel_error,
       r.hadamard.sqnr_db, r.hadamard.mean_crest_octaves);
+  const DemoGreedy& g = r.greedy;
+  std::printf(
+      "\nDuQuant++ greedy-32 search (paper selection, range objective max-min, seed %llu): "
+      "%d calibration tokens, S = %d steps\n"
+      "  best prefix k* = %d of %d; objective %.4g -> %.4g (%.1f%% lower)\n",
+      static_cast<unsigned long long>(c.seed), g.calib_tokens, g.max_steps, g.best_step,
+      g.max_steps, g.objective_start, g.objective_best,
+      g.objective_start > 0 ? 100.0 * (1.0 - g.objective_best / g.objective_start) : 0.0);
+  if (!g.channels.empty()) {
+    std::printf("  channels spread (in block, first %d of %d):",
+                std::min<int>(24, int(g.channels.size())), int(g.channels.size()));
+    for (size_t t = 0; t < g.channels.size() && t < 24; ++t) std::printf(" %d", g.channels[t]);
+    std::printf("\n");
+  }
+  std::printf(
+      "total MXFP4 error: identity %.4f -> block Hadamard-32 %.4f -> DuQuant++ greedy-32 %.4f "
+      "(SQNR %.2f dB, mean crest %.2f oct)\n",
+      r.identity.rel_error, r.hadamard.rel_error, r.duquant.rel_error, r.duquant.sqnr_db,
+      r.duquant.mean_crest_octaves);
+  std::printf(
+      "\none linear y = x W^T (W random %d x %d), W4A4 output error |y_q - y| / |y|:\n"
+      "  identity %.4f   block Hadamard-32 %.4f   DuQuant++ greedy-32 %.4f\n",
+      r.linear.out_features, c.channels, r.linear.identity, r.linear.hadamard, r.linear.duquant);
   std::printf("(* = block with an outlier channel, ! = outlier token)\n");
 }
 
@@ -127,7 +154,8 @@ void register_demo(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "demo",
       "Embedded example, no files: synthetic activations with planted outliers, their "
-      "MXFP4 block exponents and error, before and after a 32x32 block Hadamard");
+      "MXFP4 block exponents and error, before and after a 32x32 block Hadamard and the "
+      "DuQuant++ greedy-32 rotation, and the W4A4 output error of one linear");
   cmd->add_option("--tokens", config->tokens, "rows of synthetic activations")
       ->capture_default_str();
   cmd->add_option("--channels", config->channels, "channels (a multiple of 32)")
@@ -139,11 +167,22 @@ void register_demo(CLI::App& app) {
   cmd->add_option("--token-scale", config->token_scale, "magnitude factor of the outlier token")
       ->capture_default_str();
   cmd->add_option("--seed", config->seed, "random seed")->capture_default_str();
+  cmd->add_option("--greedy-steps", config->greedy_steps, "DuQuant++ greedy search steps S")
+      ->capture_default_str();
+  cmd->add_option("--calib-tokens", config->calib_tokens,
+                  "tokens the greedy search is calibrated on (evenly spaced)")
+      ->capture_default_str();
+  cmd->add_option("--out-features", config->out_features,
+                  "rows of the random weight of the linear-layer check")
+      ->capture_default_str();
   cmd->footer(
       "Activations x[t][c] = N(0,1) * exp(0.5 * N(0,1))_c, times --scale on the outlier\n"
       "channels and --token-scale on one token. MXFP4 uses the default scale rule (ocp_floor,\n"
       "RNE). The Hadamard variant applies H_32/sqrt(32) (Sylvester) to every 32-block of every\n"
-      "token before quantization and rotates back after, so errors compare channel by channel.");
+      "token before quantization and rotates back after, so errors compare channel by channel.\n"
+      "DuQuant++ (algorithm.md 4.4): greedy search of one 32x32 rotation on the calibration\n"
+      "tokens, best prefix of S steps kept, applied like the Hadamard (rotated back with R^T).\n"
+      "Linear check: y = x W^T against Q(x R) Q(W R)^T, both operands MXFP4 (W4A4).");
   cmd->callback([config] { print_report(run_demo(*config)); });
 }
 

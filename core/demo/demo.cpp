@@ -1,3 +1,5 @@
+// GCC 12: false -Wmaybe-uninitialized inside AVX-512 intrinsics inlined from Eigen reductions.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include "core/demo/demo.h"
 
 #include <algorithm>
@@ -8,8 +10,11 @@
 #include <span>
 #include <string>
 
+#include "core/model/site_taps.h"
 #include "core/mx/e8m0.h"
 #include "core/mx/mxfp4.h"
+#include "core/rotation/channel_transform.h"
+#include "core/rotation/greedy_search.h"
 #include "core/util/error.h"
 
 namespace mxlens {
@@ -46,6 +51,11 @@ void validate(const DemoConfig& c) {
     throw Error("--scale", "must be a positive finite number");
   if (!(c.token_scale > 0.0f) || !std::isfinite(c.token_scale))
     throw Error("--token-scale", "must be a positive finite number");
+  if (c.greedy_steps < 0 || c.greedy_steps > 4096)
+    throw Error("--greedy-steps", "must be between 0 and 4096");
+  if (c.calib_tokens < 1) throw Error("--calib-tokens", "must be at least 1");
+  if (c.out_features < 1 || static_cast<long long>(c.out_features) * c.channels > kMaxElements)
+    throw Error("--out-features", "must be at least 1, and out-features x channels below 2^26");
 }
 
 // out = in (I ⊗ R) for one row of n channels, R 32x32 row-major.
@@ -58,8 +68,8 @@ void rotate_blocks(const float* in, const std::vector<double>& r, float* out, in
     }
 }
 
-// x: the original activations. With `rotation` (symmetric, orthonormal, 32x32) every block
-// is rotated before quantization and rotated back after, so errors compare channel by channel.
+// x: the original activations. With `rotation` (orthonormal, 32x32, row-major) every block is
+// rotated by R before quantization and back by Rᵀ after, so errors compare channel by channel.
 DemoVariant summarize(std::string name, const std::vector<float>& x,
                       const std::vector<double>* rotation, const std::vector<int>& outliers,
                       const DemoConfig& c) {
@@ -77,6 +87,12 @@ DemoVariant summarize(std::string name, const std::vector<float>& x,
   std::vector<int> crest_count(n_blocks, 0);
   std::vector<Mxfp4Block> blocks(n_blocks);
   std::vector<float> input(c.channels), xq(c.channels), back(c.channels);
+  std::vector<double> rotation_back;  // Rᵀ
+  if (rotation) {
+    rotation_back.resize(rotation->size());
+    for (int i = 0; i < kB; ++i)
+      for (int j = 0; j < kB; ++j) rotation_back[i * kB + j] = (*rotation)[j * kB + i];
+  }
   for (int t = 0; t < c.tokens; ++t) {
     const float* row = x.data() + static_cast<size_t>(t) * c.channels;
     if (rotation)
@@ -87,7 +103,7 @@ DemoVariant summarize(std::string name, const std::vector<float>& x,
     xq = input;
     fake_quantize_mxfp4(xq, c.quant);
     if (rotation)
-      rotate_blocks(xq.data(), *rotation, back.data(), c.channels);  // R R = I
+      rotate_blocks(xq.data(), rotation_back, back.data(), c.channels);  // R Rᵀ = I
     else
       back = xq;
     for (int b = 0; b < n_blocks; ++b) {
@@ -185,6 +201,54 @@ DemoReport run_demo(const DemoConfig& config) {
   r.identity = summarize("identity", x, nullptr, r.outlier_channels, config);
   const std::vector<double> h = hadamard32();
   r.hadamard = summarize("hadamard32", x, &h, r.outlier_channels, config);
+
+  // DuQuant++: greedy-32 search (paper selection, range objective) on evenly spaced tokens.
+  const Eigen::Map<const RowMatrixXf> xm(x.data(), config.tokens, config.channels);
+  const int calib = std::min(config.calib_tokens, config.tokens);
+  RowMatrixXf calib_rows(calib, config.channels);
+  for (int i = 0; i < calib; ++i)
+    calib_rows.row(i) = xm.row(static_cast<Eigen::Index>(int64_t(i) * config.tokens / calib));
+  GreedyOptions options;
+  options.max_steps = config.greedy_steps;
+  options.seed = config.seed;
+  const GreedyResult search = greedy_search(calib_rows, options);
+  r.greedy.calib_tokens = calib;
+  r.greedy.max_steps = search.trace.max_steps();
+  r.greedy.best_step = search.trace.best_step;
+  r.greedy.objective_start = search.trace.steps.front().objective;
+  r.greedy.objective_best = search.trace.steps[size_t(search.trace.best_step)].objective;
+  for (int t = 0; t < search.trace.best_step; ++t)
+    r.greedy.channels.push_back(search.trace.steps[size_t(t)].channel);
+  r.greedy.rotation.resize(kB * kB);
+  for (int i = 0; i < kB; ++i)
+    for (int j = 0; j < kB; ++j)
+      r.greedy.rotation[i * kB + j] = double(search.rotation.matrix(i, j));
+  r.duquant = summarize("duquant++32", x, &r.greedy.rotation, r.outlier_channels, config);
+
+  // One linear layer: y = x Wᵀ against the W4A4 output Q(xR) Q(WR)ᵀ.
+  DemoRng wrng(config.seed ^ 0x5EEDF00Dull);
+  RowMatrixXf w(config.out_features, config.channels);
+  const double w_scale = 1.0 / std::sqrt(double(config.channels));
+  for (Eigen::Index i = 0; i < w.size(); ++i) w.data()[i] = float(wrng.normal() * w_scale);
+  const Eigen::MatrixXd y = xm.cast<double>() * w.cast<double>().transpose();
+  auto w4a4_error = [&](const ChannelTransform& t) {
+    RowMatrixXf xq = xm, wq = w;
+    t.apply_rows(xq);
+    t.apply_rows(wq);
+    fake_quantize_mxfp4(std::span<float>(xq.data(), size_t(xq.size())), config.quant);
+    fake_quantize_mxfp4(std::span<float>(wq.data(), size_t(wq.size())), config.quant);
+    const Eigen::MatrixXd yq = xq.cast<double>() * wq.cast<double>().transpose();
+    return (yq - y).norm() / y.norm();
+  };
+  ChannelTransform hadamard_t;
+  Eigen::MatrixXf hm(kB, kB);
+  for (int i = 0; i < kB; ++i)
+    for (int j = 0; j < kB; ++j) hm(i, j) = float(h[i * kB + j]);
+  hadamard_t.add_block_rotation(hm);
+  r.linear.out_features = config.out_features;
+  r.linear.identity = w4a4_error(ChannelTransform{});
+  r.linear.hadamard = w4a4_error(hadamard_t);
+  r.linear.duquant = w4a4_error(search.rotation.transform());
   return r;
 }
 

@@ -3,6 +3,7 @@
 #include <QtTest>
 
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "core/demo/demo.h"
@@ -127,6 +128,8 @@ class TestDemo : public QObject {
     QCOMPARE(a.outlier_channels, b.outlier_channels);
     QCOMPARE(a.identity.exponent, b.identity.exponent);
     QCOMPARE(a.hadamard.rel_error, b.hadamard.rel_error);
+    QCOMPARE(a.greedy.rotation, b.greedy.rotation);
+    QCOMPARE(a.linear.duquant, b.linear.duquant);
     c.seed = 43;
     const DemoReport other = run_demo(c);
     QVERIFY(other.identity.rel_error != a.identity.rel_error);  // negative check: seed matters
@@ -143,6 +146,61 @@ class TestDemo : public QObject {
           r.hadamard.rel_error);
     QVERIFY(r.outlier_blocks.empty());
     QVERIFY(std::fabs(r.hadamard.rel_error - r.identity.rel_error) < 0.2 * r.identity.rel_error);
+  }
+
+  // DuQuant++ greedy-32 beside the block Hadamard: the search lowers its objective, the
+  // rotation is orthogonal, and it lowers the MXFP4 error, the crest factor and the W4A4 output
+  // error of the linear against identity.
+  void duquantVariant_data() { plantedOutliers_data(); }
+  void duquantVariant() {
+    QFETCH(int, channels);
+    QFETCH(int, outliers);
+    QFETCH(float, scale);
+    QFETCH(quint64, seed);
+    DemoConfig c;
+    c.channels = channels;
+    c.outliers = outliers;
+    c.outlier_scale = scale;
+    c.seed = seed;
+    const DemoReport r = run_demo(c);
+    const DemoGreedy& g = r.greedy;
+    qInfo(
+        "greedy: k* = %d of %d, objective %.2f -> %.2f; MXFP4 error identity %.4f hadamard %.4f "
+        "duquant++ %.4f; crest %.2f / %.2f / %.2f; linear W4A4 %.4f / %.4f / %.4f",
+        g.best_step, g.max_steps, g.objective_start, g.objective_best, r.identity.rel_error,
+        r.hadamard.rel_error, r.duquant.rel_error, r.identity.mean_crest_octaves,
+        r.hadamard.mean_crest_octaves, r.duquant.mean_crest_octaves, r.linear.identity,
+        r.linear.hadamard, r.linear.duquant);
+    QCOMPARE(g.max_steps, c.greedy_steps);
+    QCOMPARE(g.calib_tokens, c.calib_tokens);
+    QCOMPARE(int(g.channels.size()), g.best_step);
+    QVERIFY(g.best_step > 0);
+    QVERIFY(g.objective_best < g.objective_start);
+    double worst = 0;
+    for (int i = 0; i < 32; ++i)
+      for (int j = 0; j < 32; ++j) {
+        double dot = 0;
+        for (int k = 0; k < 32; ++k) dot += g.rotation[i * 32 + k] * g.rotation[j * 32 + k];
+        worst = std::max(worst, std::fabs(dot - (i == j ? 1.0 : 0.0)));
+      }
+    QVERIFY(worst < 1e-5);
+    QCOMPARE(r.duquant.name, std::string("duquant++32"));
+    QVERIFY(r.duquant.rel_error < r.identity.rel_error);
+    QVERIFY(r.duquant.mean_crest_octaves < r.identity.mean_crest_octaves);
+    QVERIFY(r.linear.hadamard < r.linear.identity);
+    QVERIFY(r.linear.duquant < r.linear.identity);
+    QCOMPARE(r.linear.out_features, c.out_features);
+  }
+
+  // With S = 0 the search keeps the identity: the duquant++ variant equals the identity one.
+  void zeroGreedyStepsIsIdentity() {
+    DemoConfig c;
+    c.greedy_steps = 0;
+    const DemoReport r = run_demo(c);
+    QCOMPARE(r.greedy.best_step, 0);
+    QCOMPARE(r.duquant.rel_error, r.identity.rel_error);
+    QCOMPARE(r.duquant.exponent, r.identity.exponent);
+    QCOMPARE(r.linear.duquant, r.linear.identity);
   }
 
   void badConfigThrows_data() {
@@ -166,6 +224,18 @@ class TestDemo : public QObject {
     c.channels = channels;
     c.outliers = outliers;
     c.outlier_scale = scale;
+    QVERIFY_THROWS_EXCEPTION(Error, run_demo(c));
+  }
+
+  void badGreedyConfigThrows() {
+    DemoConfig c;
+    c.greedy_steps = -1;
+    QVERIFY_THROWS_EXCEPTION(Error, run_demo(c));
+    c = DemoConfig{};
+    c.calib_tokens = 0;
+    QVERIFY_THROWS_EXCEPTION(Error, run_demo(c));
+    c = DemoConfig{};
+    c.out_features = 0;
     QVERIFY_THROWS_EXCEPTION(Error, run_demo(c));
   }
 };
