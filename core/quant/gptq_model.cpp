@@ -102,7 +102,7 @@ void gptq_quantize_model(const LlamaWeights& weights, QuantPlan& plan,
       for (int i = 0; i < group.count; ++i) {
         const Linear which = group.linears[size_t(i)];
         const MatrixRef& m = lw.linear(which);
-        plan.transform_weight(layer, which, m.span(), int(m.rows), int(m.cols), wt);
+        plan.transform_weight(layer, which, m.span(), int(m.rows), int(m.cols), wt, opt.threads);
         GptqResult r = gptq_quantize(wt, acc.hessian(), plan.scheme().weights, opt.gptq);
         plan.set_weight(layer, which, std::move(r.q));
       }

@@ -101,7 +101,7 @@ void QuantPlan::transform_activations(int layer, Site site, Eigen::Ref<RowMatrix
 }
 
 void QuantPlan::transform_weight(int layer, Linear which, std::span<const float> w, int out, int in,
-                                 RowMatrixXf& dst) const {
+                                 RowMatrixXf& dst, int threads) const {
   check_layer(layer);
   if (int64_t(w.size()) != int64_t(out) * in)
     throw Error(std::string(linear_name(which)), "weight size does not match its shape");
@@ -109,7 +109,7 @@ void QuantPlan::transform_weight(int layer, Linear which, std::span<const float>
   const LayerTransforms& lt = transforms_[size_t(layer)];
   fold_smoothing_into_weight(which, lt.smoothing_factors(), lt.smoothing_folds(), dst);
   const SiteTransform& t = lt.site(site_of(which));
-  if (t.has_rotation()) t.rotation.apply_rows(dst, 1);
+  if (t.has_rotation()) t.rotation.apply_rows(dst, threads);
 }
 
 void QuantPlan::quantized_weight(int layer, Linear which, std::span<const float> w, int out, int in,
@@ -120,7 +120,7 @@ void QuantPlan::quantized_weight(int layer, Linear which, std::span<const float>
     dst = *s;
     return;
   }
-  transform_weight(layer, which, w, out, in, dst);
+  transform_weight(layer, which, w, out, in, dst, threads);
   fake_quantize_rows(dst, scheme_.weights, TensorRole::weights, threads);
 }
 

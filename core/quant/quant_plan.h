@@ -41,7 +41,7 @@ class QuantPlan {
 
   // W' = (smoothing-folded W)·T, [out, in], not quantized. `w` is the FP weight as stored.
   void transform_weight(int layer, Linear which, std::span<const float> w, int out, int in,
-                        RowMatrixXf& dst) const;
+                        RowMatrixXf& dst, int threads = 1) const;
   // The weight the quantized model uses: the stored one if set, else transform_weight then the
   // scheme's weight fake quantization.
   void quantized_weight(int layer, Linear which, std::span<const float> w, int out, int in,
