@@ -149,7 +149,12 @@ void run_plant(const PlantArgs& a, bool scale_given, bool sites_given) {
                          {"planted_min_absmax_after", s.planted_min_absmax_after},
                          {"other_absmax_before", s.other_absmax_before},
                          {"other_absmax_after", s.other_absmax_after},
-                         {"planted_in_top_k_after", s.planted_in_top_k_after}});
+                         {"planted_in_top_k_after", s.planted_in_top_k_after},
+                         {"planted_rms_before", s.planted_rms_before},
+                         {"planted_rms_after", s.planted_rms_after},
+                         {"other_rms_before", s.other_rms_before},
+                         {"other_rms_after", s.other_rms_after},
+                         {"planted_in_top_k_rms_after", s.planted_in_top_k_rms_after}});
       j["sites_check"] = sites;
       if (a.verify) {
         j["max_abs_logit_diff"] = check->max_abs_logit_diff;
@@ -188,16 +193,20 @@ void run_plant(const PlantArgs& a, bool scale_given, bool sites_given) {
       std::printf("check          %lld tokens (%s); absmax over tokens per site input\n",
                   static_cast<long long>(check->tokens), check_source.c_str());
       std::printf(
-          "  layer site   planted before -> after    others before -> after    "
-          "ratio after  planted in top-K\n");
-      for (const PlantSiteStats& s : check->sites)
+          "  layer site   absmax: planted before -> after   others before -> after   "
+          "ratio  top-K | rms ratio  top-K\n");
+      for (const PlantSiteStats& s : check->sites) {
+        const size_t k =
+            s.site == Site::Down ? rec.intermediate_channels.size() : rec.hidden_channels.size();
         std::printf(
-            "  %5d %-4s  %9.4g -> %-9.4g      %9.4g -> %-9.4g  %9.3g    %d/%zu\n", s.layer,
-            std::string(site_name(s.site)).c_str(), s.planted_absmax_before, s.planted_absmax_after,
-            s.other_absmax_before, s.other_absmax_after,
+            "  %5d %-4s  %9.4g -> %-9.4g      %9.4g -> %-9.4g  %6.2f  %d/%zu | %9.2f  %d/%zu\n",
+            s.layer, std::string(site_name(s.site)).c_str(), s.planted_absmax_before,
+            s.planted_absmax_after, s.other_absmax_before, s.other_absmax_after,
             s.other_absmax_after > 0 ? s.planted_absmax_after / s.other_absmax_after : 0.0f,
-            s.planted_in_top_k_after,
-            s.site == Site::Down ? rec.intermediate_channels.size() : rec.hidden_channels.size());
+            s.planted_in_top_k_after, k,
+            s.other_rms_after > 0 ? s.planted_rms_after / s.other_rms_after : 0.0f,
+            s.planted_in_top_k_rms_after, k);
+      }
       if (a.verify)
         std::printf(
             "verify         max |logit diff| %.3e, max |logit| %.4g, relative %.3e "
