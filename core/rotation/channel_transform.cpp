@@ -27,7 +27,12 @@ void use_single_threaded_blas() {
   if (openblas_set_num_threads) openblas_set_num_threads(1);
 }
 
-int thread_count(int threads) {
+// Below this many values a step runs on one thread (a parallel region costs more than it saves,
+// and far more on a loaded machine).
+constexpr int64_t kMinParallelValues = int64_t(1) << 16;
+
+int thread_count(int threads, int64_t values) {
+  if (values < kMinParallelValues) return 1;
   return threads > 0 ? threads : omp_get_max_threads();
 }
 
@@ -49,7 +54,7 @@ void apply_block_rotation(RowMap<Scalar> x, const Eigen::MatrixXf& R_float, bool
   const int64_t block_rows = contiguous ? rows * cols / b : cols / b;
   const int64_t tiles = contiguous ? (block_rows + kChunkBlockRows - 1) / kChunkBlockRows : rows;
   use_single_threaded_blas();
-#pragma omp parallel num_threads(thread_count(threads))
+#pragma omp parallel num_threads(thread_count(threads, x.rows() * x.cols()))
   {
     RowMatrix<Scalar> buf;
 #pragma omp for schedule(static)
@@ -74,7 +79,7 @@ template <typename Scalar>
 void apply_permutation(RowMap<Scalar> x, const std::vector<int32_t>& perm, bool inverse,
                        int threads) {
   const int64_t rows = x.rows(), cols = x.cols();
-#pragma omp parallel num_threads(thread_count(threads))
+#pragma omp parallel num_threads(thread_count(threads, x.rows() * x.cols()))
   {
     std::vector<Scalar> buf(static_cast<size_t>(cols));
 #pragma omp for schedule(static)
@@ -111,7 +116,7 @@ void apply_full_hadamard(RowMap<Scalar> x, const ChannelTransform::Step& step, b
   const bool has_signs = !step.signs.empty();
   const int64_t rows = x.rows();
   use_single_threaded_blas();
-#pragma omp parallel num_threads(thread_count(threads))
+#pragma omp parallel num_threads(thread_count(threads, x.rows() * x.cols()))
   {
     RowMatrix<Scalar> buf(m, k);
 #pragma omp for schedule(static)

@@ -17,6 +17,9 @@ namespace {
 
 // Fixed tile of Z rows: results do not depend on the thread count.
 constexpr int64_t kTileRows = 2048;
+// Below this many entries of Z a step runs on one thread: a parallel region per step costs
+// more than it saves on small inputs, and far more on a loaded machine (spinning threads).
+constexpr int64_t kMinParallelEntries = int64_t(1) << 18;
 
 struct TileExtrema {
   float max_value, min_value;
@@ -41,13 +44,16 @@ class GreedyEngine {
   GreedyEngine(RowMatrixXf z, int threads) : Z_(std::move(z)), threads_(threads) {
     tiles_ = (Z_.rows() + kTileRows - 1) / kTileRows;
     extrema_.resize(size_t(tiles_));
+    if (threads_ <= 0) threads_ = omp_get_max_threads();
+    if (Z_.size() < kMinParallelEntries) threads_ = 1;
+    threads_ = int(std::min<int64_t>(threads_, tiles_));
   }
 
   // Z ← Z·S (when S is given), then returns the first max and first min of Z.
   std::pair<Extremum, Extremum> step(const Eigen::MatrixXf* S) {
     const int64_t rows = Z_.rows(), n = Z_.cols();
     if (openblas_set_num_threads) openblas_set_num_threads(1);
-#pragma omp parallel num_threads(threads_ > 0 ? threads_ : omp_get_max_threads())
+#pragma omp parallel num_threads(threads_) if (threads_ > 1)
     {
       RowMatrixXf buf;
 #pragma omp for schedule(static)
