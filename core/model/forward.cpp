@@ -13,8 +13,9 @@
 #include "core/util/error.h"
 
 // OpenBLAS's thread count is a process-wide setting with no standard BLAS interface; the
-// symbol is looked up weakly so that another BLAS still links.
+// symbols are looked up weakly so that another BLAS still links.
 extern "C" void openblas_set_num_threads(int) __attribute__((weak));
+extern "C" int openblas_get_num_threads(void) __attribute__((weak));
 
 namespace mxlens {
 
@@ -25,10 +26,25 @@ using RowMap = Eigen::Map<RowMatrixXf, 0, Eigen::OuterStride<>>;
 
 // All threading is OpenMP's: OpenBLAS runs single-threaded inside our threads. Two thread
 // pools (OpenBLAS's pthreads and OpenMP's) spinning against each other on the same cores
-// made a 2-thread run up to 30× slower than a 1-thread run on a loaded machine.
-void use_single_threaded_blas() {
-  if (openblas_set_num_threads) openblas_set_num_threads(1);
-}
+// made a 2-thread run up to 30× slower than a 1-thread run on a loaded machine. The previous
+// OpenBLAS setting is restored when the forward call returns.
+class SingleThreadedBlas {
+ public:
+  SingleThreadedBlas() {
+    if (openblas_set_num_threads && openblas_get_num_threads) {
+      previous_ = openblas_get_num_threads();
+      if (previous_ != 1) openblas_set_num_threads(1);
+    }
+  }
+  ~SingleThreadedBlas() {
+    if (previous_ > 1) openblas_set_num_threads(previous_);
+  }
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+
+ private:
+  int previous_ = 0;
+};
 
 // out = X · Wᵀ, W row-major [n_out, X.cols()] (the column-major matrix Wᵀ, so no transposed
 // copy). `out` may be a column band of a wider matrix. With threads > 1 and at least
@@ -134,7 +150,7 @@ const RowMatrixXf& LlamaForward::hidden(std::span<const int32_t> tokens, SiteTap
   if (int64_t(c.head_dim / 2) != int64_t(rope_inv_freq(c).size()))
     throw Error("config.json", "rope frequencies do not match head_dim");
   ensure_rope(T_);
-  use_single_threaded_blas();
+  const SingleThreadedBlas single_threaded_blas;
   w_->embed(tokens, x_);
   for (int layer = 0; layer < c.num_layers; ++layer) layer_forward(layer, taps);
   rmsnorm(x_, w_->final_norm(), float(c.rms_norm_eps), n_, opt_.threads, min_elements());
@@ -240,7 +256,7 @@ void LlamaForward::logits(const LogitsChunkFn& fn, int64_t row_begin, int64_t ro
   if (row_end < 0) row_end = T_;
   if (row_begin < 0 || row_begin > row_end || row_end > T_)
     throw Error("logits", "row range outside the last window");
-  use_single_threaded_blas();
+  const SingleThreadedBlas single_threaded_blas;
   const int64_t V = c.vocab_size;
   const int threads = opt_.threads;
   if (int(lm_scratch_.size()) < threads) lm_scratch_.resize(size_t(threads));

@@ -23,9 +23,10 @@
 namespace mxlens {
 
 struct ForwardOptions {
-  // OpenMP threads for everything: each GEMM is split into one band of output columns per
-  // thread, attention runs one head per thread. OpenBLAS itself is set to one thread (a
-  // process-wide setting) by every forward call, so only one thread pool ever runs.
+  // OpenMP threads for everything: each GEMM is split into bands of output columns handed out
+  // to the threads, attention runs one head per thread. OpenBLAS itself is set to one thread
+  // (a process-wide setting) for the duration of each hidden()/logits() call and restored
+  // after, so only one thread pool runs at a time.
   int threads = 1;
   // Work below which a GEMM or a layer's attention stays on one thread, in multiply-adds
   // (default ~0.5 ms on one core): every parallel region ends in a barrier, and on a busy
