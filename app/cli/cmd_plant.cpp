@@ -190,11 +190,13 @@ void run_plant(const PlantArgs& a, bool scale_given, bool sites_given) {
                 static_cast<unsigned long long>(rec.values_rounded),
                 static_cast<unsigned long long>(rec.values_written));
     if (check) {
-      std::printf("check          %lld tokens (%s); absmax over tokens per site input\n",
-                  static_cast<long long>(check->tokens), check_source.c_str());
       std::printf(
-          "  layer site   absmax: planted before -> after   others before -> after   "
-          "ratio  top-K | rms ratio  top-K\n");
+          "check          %lld tokens (%s); per-channel absmax and RMS over tokens at each site "
+          "input; ratio = planted max / others max\n",
+          static_cast<long long>(check->tokens), check_source.c_str());
+      std::printf(
+          "  layer site   absmax planted before -> after     others before -> after      "
+          "ratio  top-K |  rms ratio  top-K\n");
       for (const PlantSiteStats& s : check->sites) {
         const size_t k =
             s.site == Site::Down ? rec.intermediate_channels.size() : rec.hidden_channels.size();

@@ -308,7 +308,10 @@ class TensorStreamer {
       write_out_rotated(op, rows, cols);
       return;
     }
-    const int64_t chunk_rows = std::max<int64_t>(1, kChunkElements / std::max<int64_t>(cols, 1));
+    // A 1-D tensor (norm γ, bias) is read whole, in one chunk.
+    const int64_t chunk_rows =
+        op.shape.size() < 2 ? rows
+                            : std::max<int64_t>(1, kChunkElements / std::max<int64_t>(cols, 1));
     std::vector<float> in;
     std::vector<double> y;
     std::vector<std::byte> bytes;

@@ -16,6 +16,13 @@
 // E ← E·Q, q/k/v/gate/up/lm_head W ← W·Q, o/down W ← Qᵀ·W. The outliers carry the stream's
 // own largest-energy signal, as massive activations in large models do.
 //
+// Residual mode orders channels by energy (second moment), so on held-out tokens its planted
+// channels are the top channels by RMS; by absmax, a tail statistic, they are usually but not
+// always on top (a single BOS-like token can peak elsewhere). An orthogonal map cannot make
+// them larger than the data's principal directions are: check_plant reports how large.
+// Without calibration text the principal directions come from seeded random token ids run
+// through the FP model (a model without a tokenizer still has a stream to measure).
+//
 // Both are exact in real arithmetic; see PlantRecord for what the written dtype costs.
 #include <cstdint>
 #include <filesystem>
