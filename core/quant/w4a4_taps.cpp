@@ -14,9 +14,14 @@ W4a4Taps::W4a4Taps(const QuantPlan& plan, Options options) : plan_(&plan), opt_(
   if (opt_.cache_weights) cache_.resize(size_t(plan.config().num_layers));
 }
 
+int W4a4Taps::threads_for(int64_t elements) const {
+  return elements >= opt_.parallel_min_elements ? opt_.threads : 1;
+}
+
 void W4a4Taps::on_activations(int layer, Site site, Eigen::Ref<RowMatrixXf> x) {
-  plan_->transform_activations(layer, site, x, opt_.threads);
-  fake_quantize_rows(x, plan_->scheme().activations, TensorRole::activations, opt_.threads);
+  const int threads = threads_for(x.size());
+  plan_->transform_activations(layer, site, x, threads);
+  fake_quantize_rows(x, plan_->scheme().activations, TensorRole::activations, threads);
 }
 
 const float* W4a4Taps::weight_override(int layer, Linear linear, std::span<const float> w, int out,
@@ -31,11 +36,11 @@ const float* W4a4Taps::weight_override(int layer, Linear linear, std::span<const
       throw Error("quantization taps", "layer " + std::to_string(layer) + " out of range");
     RowMatrixXf& c = cache_[size_t(layer)][size_t(linear)];
     if (c.rows() != out || c.cols() != in)
-      plan_->quantized_weight(layer, linear, w, out, in, c, opt_.threads);
+      plan_->quantized_weight(layer, linear, w, out, in, c, threads_for(int64_t(w.size())));
     return c.data();
   }
   RowMatrixXf& buf = scratch_[size_t(linear)];
-  plan_->quantized_weight(layer, linear, w, out, in, buf, opt_.threads);
+  plan_->quantized_weight(layer, linear, w, out, in, buf, threads_for(int64_t(w.size())));
   return buf.data();
 }
 

@@ -10,6 +10,7 @@
 // With QuantMode::none and transforms on, the logits equal the FP ones up to float rounding
 // (algorithm.md §10.9).
 #include <array>
+#include <cstdint>
 #include <vector>
 
 #include "core/model/site_taps.h"
@@ -22,6 +23,10 @@ class W4a4Taps : public SiteTaps {
   struct Options {
     int threads = 1;             // OpenMP threads for rotation and quantization of a site
     bool cache_weights = false;  // keep every layer's weights after the first forward
+    // A site tensor or weight below this many elements is handled on one thread: every
+    // parallel region ends in a barrier, which on a busy machine can cost more than the work
+    // (same default as the forward's parallel_min_macs / 128).
+    int64_t parallel_min_elements = int64_t(1) << 18;
   };
 
   // `plan` must outlive the taps.
@@ -33,6 +38,8 @@ class W4a4Taps : public SiteTaps {
                                int in) override;
 
  private:
+  int threads_for(int64_t elements) const;
+
   const QuantPlan* plan_;
   Options opt_;
   std::array<RowMatrixXf, 7> scratch_;             // per linear, reused layer to layer
