@@ -87,8 +87,7 @@ void bench_apply(int tokens, int channels) {
   std::printf("  %-34s %8.2f ms  %6.2f GB/s  x%5.2f fake-quant  x%5.2f memcpy\n",
               "MXFP4 fake-quant (ocp_floor, RNE)", t_fq * 1e3, gb / t_fq, 1.0, t_fq / t_copy);
   std::printf("  %-34s %8.2f ms  %6.2f GB/s  x%5.2f fake-quant  x%5.2f memcpy\n",
-              "block-32 rotation (GEMM)", t_block * 1e3, gb / t_block, t_block / t_fq,
-              t_block / t_copy);
+              "block-32 rotation", t_block * 1e3, gb / t_block, t_block / t_fq, t_block / t_copy);
   char label[64];
   std::snprintf(label, sizeof label, "full Hadamard %d (FWHT%s)", channels,
                 (channels & (channels - 1)) ? " + H_m mix" : "");

@@ -8,7 +8,9 @@
 #include <cmath>
 #include <numeric>
 #include <string>
+#include <type_traits>
 
+#include "core/rotation/block_kernels.h"
 #include "core/rotation/block_rotation.h"
 #include "core/rotation/hadamard.h"
 #include "core/util/error.h"
@@ -67,6 +69,9 @@ void apply_block_rotation(RowMap<Scalar> x, const Eigen::MatrixXf& R_float, bool
       } else {
         base = x.data() + tile * x.outerStride();
         n = block_rows;
+      }
+      if constexpr (std::is_same_v<Scalar, float>) {
+        if (rotate_rows_fast(base, n, int(b), R.data())) continue;
       }
       Eigen::Map<RowMatrix<Scalar>> z(base, n, b);
       buf.noalias() = z * R;

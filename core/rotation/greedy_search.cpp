@@ -8,6 +8,7 @@
 #include <cmath>
 #include <string>
 
+#include "core/rotation/block_kernels.h"
 #include "core/util/error.h"
 
 extern "C" void openblas_set_num_threads(int) __attribute__((weak));
@@ -52,6 +53,7 @@ class GreedyEngine {
   // Z ← Z·S (when S is given), then returns the first max and first min of Z.
   std::pair<Extremum, Extremum> step(const Eigen::MatrixXf* S) {
     const int64_t rows = Z_.rows(), n = Z_.cols();
+    if (S) S_rowmajor_ = *S;
     if (openblas_set_num_threads) openblas_set_num_threads(1);
 #pragma omp parallel num_threads(threads_) if (threads_ > 1)
     {
@@ -60,7 +62,7 @@ class GreedyEngine {
       for (int64_t tile = 0; tile < tiles_; ++tile) {
         const int64_t r0 = tile * kTileRows, m = std::min(kTileRows, rows - r0);
         Eigen::Map<RowMatrixXf> z(Z_.data() + r0 * n, m, n);
-        if (S) {
+        if (S && !rotate_rows_fast(z.data(), m, int(n), S_rowmajor_.data())) {
           buf.noalias() = z * (*S);
           z = buf;
         }
@@ -82,6 +84,7 @@ class GreedyEngine {
 
  private:
   RowMatrixXf Z_;
+  RowMatrixXf S_rowmajor_;
   int threads_;
   int64_t tiles_ = 0;
   std::vector<TileExtrema> extrema_;

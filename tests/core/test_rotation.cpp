@@ -11,6 +11,7 @@
 #include <cstring>
 #include <random>
 
+#include "core/rotation/block_kernels.h"
 #include "core/rotation/block_rotation.h"
 #include "core/rotation/channel_transform.h"
 #include "core/rotation/hadamard.h"
@@ -164,6 +165,40 @@ class TestRotation : public QObject {
     const Eigen::MatrixXf a = random_orthogonal(size, seed), b = random_orthogonal(size, seed);
     QVERIFY(std::memcmp(a.data(), b.data(), sizeof(float) * size_t(a.size())) == 0);
     QVERIFY((random_orthogonal(size, seed + 1) - a).cwiseAbs().maxCoeff() > 0.01f);
+  }
+
+  // The AVX-512 levels of the float FWHT do the same additions as the plain butterfly loop.
+  void fwhtFastPathMatchesScalar() {
+    for (int n : {1, 2, 4, 8, 16, 32, 64, 512, 4096}) {
+      const RowMatrixXf x = random_rows(1, n, uint32_t(n));
+      std::vector<float> fast(x.data(), x.data() + n), plain = fast;
+      fwht(fast.data(), n);
+      for (int h = 1; h < n; h <<= 1)
+        for (int i = 0; i < n; i += 2 * h)
+          for (int j = i; j < i + h; ++j) {
+            const float a = plain[size_t(j)], b = plain[size_t(j + h)];
+            plain[size_t(j)] = a + b;
+            plain[size_t(j + h)] = a - b;
+          }
+      QVERIFY2(fast == plain, qPrintable(QString("n=%1").arg(n)));
+    }
+  }
+
+  // The in-place 32×32 kernel against Eigen's product (4099 rows: a partial group of four).
+  void blockKernelMatchesGemm() {
+    const RowMatrixXf z = random_rows(4099, 32, 8);
+    const RowMatrixXf R = random_orthogonal(32, 4);
+    RowMatrixXf fast = z;
+    if (!rotate_rows_fast(fast.data(), fast.rows(), 32, R.data())) {
+      std::printf("  no fast 32×32 kernel in this build: apply_rows uses the GEMM path\n");
+      QVERIFY(fast == z);
+      return;
+    }
+    const RowMatrixXf gemm = z * R;
+    const double diff = double((fast - gemm).cwiseAbs().maxCoeff() / gemm.cwiseAbs().maxCoeff());
+    std::printf("  32×32 kernel vs GEMM: max rel diff %.3g\n", diff);
+    QVERIFY(diff < 1e-6);
+    QVERIFY(!rotate_rows_fast(fast.data(), 1, 16, R.data()));  // other sizes: GEMM
   }
 
   void derivedSeedsDiffer() {
