@@ -133,7 +133,7 @@ void bench_greedy(int64_t rows, int steps) {
   std::printf("\ngreedy search, %lld rows x 32, S = %d (%d evaluations), 1 thread:\n",
               static_cast<long long>(rows), steps, steps + 1);
   std::printf("  %-34s %8.3f s  %6.1f GFLOP/s  %6.2f ms/step  k* = %d, objective %.2f -> %.2f\n",
-              "tiled GEMM + fused max/min", t_fused, flops / t_fused * 1e-9,
+              "tiled 32x32 kernel + fused max/min", t_fused, flops / t_fused * 1e-9,
               t_fused / (steps + 1) * 1e3, r.trace.best_step, r.trace.steps[0].objective,
               r.trace.steps[size_t(r.trace.best_step)].objective);
   std::printf("  %-34s %8.3f s  %6.1f GFLOP/s  %6.2f ms/step  (x%.2f the tiled time)\n",
