@@ -48,6 +48,7 @@ class TestCliDemo : public QObject {
     QTest::newRow("channels 100") << QStringList{"--channels", "100"} << "--channels";
     QTest::newRow("outliers above channels") << QStringList{"--outliers", "999"} << "--outliers";
     QTest::newRow("scale 0") << QStringList{"--scale", "0"} << "--scale";
+    QTest::newRow("greedy steps -1") << QStringList{"--greedy-steps", "-1"} << "--greedy-steps";
   }
   void rejectsBadOptions() {
     QFETCH(QStringList, options);
