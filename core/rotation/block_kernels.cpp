@@ -4,7 +4,24 @@
 #include <immintrin.h>
 #endif
 
+// OpenBLAS's thread count is process-wide with no standard BLAS interface; looked up weakly so
+// another BLAS still links.
+extern "C" void openblas_set_num_threads(int) __attribute__((weak));
+extern "C" int openblas_get_num_threads(void) __attribute__((weak));
+
 namespace mxlens {
+
+SingleThreadedBlas::SingleThreadedBlas() {
+  if (openblas_set_num_threads && openblas_get_num_threads) {
+    previous_ = openblas_get_num_threads();
+    if (previous_ != 1) openblas_set_num_threads(1);
+  }
+}
+
+SingleThreadedBlas::~SingleThreadedBlas() {
+  if (previous_ > 1) openblas_set_num_threads(previous_);
+}
+
 namespace {
 
 #if defined(__AVX512F__)

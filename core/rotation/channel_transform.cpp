@@ -15,19 +15,11 @@
 #include "core/rotation/hadamard.h"
 #include "core/util/error.h"
 
-// OpenBLAS's thread count is process-wide; looked up weakly so another BLAS still links
-// (same as core/model/forward.cpp: all threading is OpenMP's).
-extern "C" void openblas_set_num_threads(int) __attribute__((weak));
-
 namespace mxlens {
 namespace {
 
 constexpr double kOrthogonalityTolerance = 1e-4;  // float32 R built from a double one
 constexpr int64_t kChunkBlockRows = 2048;         // [2048, b] tile of the reshaped view
-
-void use_single_threaded_blas() {
-  if (openblas_set_num_threads) openblas_set_num_threads(1);
-}
 
 // Below this many values a step runs on one thread (a parallel region costs more than it saves,
 // and far more on a loaded machine).
@@ -55,7 +47,7 @@ void apply_block_rotation(RowMap<Scalar> x, const Eigen::MatrixXf& R_float, bool
   // Contiguous: one [rows·C/b, b] view cut into tiles; strided: one tile per row.
   const int64_t block_rows = contiguous ? rows * cols / b : cols / b;
   const int64_t tiles = contiguous ? (block_rows + kChunkBlockRows - 1) / kChunkBlockRows : rows;
-  use_single_threaded_blas();
+  const SingleThreadedBlas single_threaded_blas;
 #pragma omp parallel num_threads(thread_count(threads, x.rows() * x.cols()))
   {
     RowMatrix<Scalar> buf;
@@ -120,7 +112,7 @@ void apply_full_hadamard(RowMap<Scalar> x, const ChannelTransform::Step& step, b
   const Scalar norm = Scalar(1.0 / std::sqrt(double(n)));
   const bool has_signs = !step.signs.empty();
   const int64_t rows = x.rows();
-  use_single_threaded_blas();
+  const SingleThreadedBlas single_threaded_blas;
 #pragma omp parallel num_threads(thread_count(threads, x.rows() * x.cols()))
   {
     RowMatrix<Scalar> buf(m, k);

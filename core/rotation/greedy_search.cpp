@@ -11,8 +11,6 @@
 #include "core/rotation/block_kernels.h"
 #include "core/util/error.h"
 
-extern "C" void openblas_set_num_threads(int) __attribute__((weak));
-
 namespace mxlens {
 namespace {
 
@@ -54,7 +52,7 @@ class GreedyEngine {
   std::pair<Extremum, Extremum> step(const Eigen::MatrixXf* S) {
     const int64_t rows = Z_.rows(), n = Z_.cols();
     if (S) S_rowmajor_ = *S;
-    if (openblas_set_num_threads) openblas_set_num_threads(1);
+    const SingleThreadedBlas single_threaded_blas;
 #pragma omp parallel num_threads(threads_) if (threads_ > 1)
     {
       RowMatrixXf buf;
