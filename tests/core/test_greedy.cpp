@@ -229,6 +229,17 @@ class TestGreedy : public QObject {
     opt.seed = 11;
     opt.layer = 3;
     QVERIFY(!same_bytes(greedy_search(x, opt).rotation.matrix, a.rotation.matrix));
+    // Large enough to run threaded (16384 rows, 8 tiles): the same bytes on 1 and 2 threads.
+    const RowMatrixXf big = synthetic_outliers(512, 1024, 5);
+    GreedyOptions big_opt;
+    big_opt.max_steps = 24;
+    big_opt.threads = 1;
+    const GreedyResult one = greedy_search(big, big_opt);
+    big_opt.threads = 2;
+    const GreedyResult two = greedy_search(big, big_opt);
+    QVERIFY(same_bytes(one.rotation.matrix, two.rotation.matrix));
+    QVERIFY(one.trace.objectives() == two.trace.objectives());
+    QVERIFY(one.trace.channels() == two.trace.channels());
   }
 
   void badInput() {

@@ -369,6 +369,20 @@ class TestRotation : public QObject {
     QVERIFY(one_side > 100 * kInvariance);
   }
 
+  // Threaded apply_rows (large input) gives the same bytes as one thread.
+  void threadCountDoesNotChangeResult() {
+    const ChannelTransform t = make_transform("rot-perm-rot", 256);
+    ChannelTransform full = make_transform("hadamard32+full", 320);
+    RowMatrixXf a = random_rows(1024, 256, 5), b = a;
+    t.apply_rows(a, 1);
+    t.apply_rows(b, 2);
+    QVERIFY(a == b);
+    RowMatrixXf c = random_rows(1024, 320, 6), d = c;
+    full.apply_rows(c, 1);
+    full.apply_rows(d, 2);
+    QVERIFY(c == d);
+  }
+
   void channelRequirements() {
     ChannelTransform none;
     QVERIFY(none.empty());
