@@ -7,32 +7,16 @@
 #include <QJsonObject>
 #include <QProcess>
 
+#include "tests/cli/cli_runner.h"
 #include "tests/test_data.h"
 
 namespace {
 
 constexpr int kTimeoutMs = 60000;
 
-struct Run {
-  int exit_code = -1;
-  QString out;
-  QString err;
-};
-
+using Run = mxlens::test::CliRun;
 Run run_cli(const QStringList& args) {
-  QProcess p;
-  p.start(QString::fromLocal8Bit(qgetenv("MXLENS_CLI")), args);
-  Run r;
-  if (!p.waitForFinished(kTimeoutMs)) {
-    p.kill();
-    p.waitForFinished();
-    r.err = "timed out";
-    return r;
-  }
-  r.exit_code = p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1;
-  r.out = QString::fromUtf8(p.readAllStandardOutput());
-  r.err = QString::fromUtf8(p.readAllStandardError());
-  return r;
+  return mxlens::test::run_cli(args, kTimeoutMs);
 }
 
 QString model_656k() {

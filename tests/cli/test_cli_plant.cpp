@@ -12,6 +12,7 @@
 #include <QTemporaryDir>
 #include <cmath>
 
+#include "tests/cli/cli_runner.h"
 #include "tests/test_data.h"
 
 namespace {
@@ -20,30 +21,13 @@ constexpr int kTimeoutMs = 120000;
 constexpr double kLogitRelTol = 1e-4;   // the command's default --verify-tol
 constexpr double kGrowthRelTol = 1e-3;  // norm mode: planted absmax grows by S
 
-struct Run {
-  int exit_code = -1;
-  QString out;
-  QString err;
-};
-
+using Run = mxlens::test::CliRun;
 Run run_cli(const QStringList& args) {
-  QProcess p;
-  p.start(QString::fromLocal8Bit(qgetenv("MXLENS_CLI")), args);
-  Run r;
-  if (!p.waitForFinished(kTimeoutMs)) {
-    p.kill();
-    p.waitForFinished();
-    r.err = "timed out";
-    return r;
-  }
-  r.exit_code = p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1;
-  r.out = QString::fromUtf8(p.readAllStandardOutput());
-  r.err = QString::fromUtf8(p.readAllStandardError());
-  return r;
+  return mxlens::test::run_cli(args, kTimeoutMs);
 }
 
 QString str(const std::filesystem::path& p) {
-  return QString::fromStdString(p.string());
+  return mxlens::test::qstr(p);
 }
 
 QString stories() {

@@ -1,0 +1,37 @@
+#pragma once
+// Runs the mxlens-cli binary (path in $MXLENS_CLI, set by tests/CMakeLists.txt) as a user
+// would, and returns its exit code and both output streams.
+#include <QProcess>
+#include <QString>
+#include <QStringList>
+#include <filesystem>
+
+namespace mxlens::test {
+
+struct CliRun {
+  int exit_code = -1;  // -1: timed out or crashed
+  QString out;
+  QString err;
+};
+
+inline CliRun run_cli(const QStringList& args, int timeout_ms) {
+  QProcess p;
+  p.start(QString::fromLocal8Bit(qgetenv("MXLENS_CLI")), args);
+  CliRun r;
+  if (!p.waitForFinished(timeout_ms)) {
+    p.kill();
+    p.waitForFinished();
+    r.err = "timed out";
+    return r;
+  }
+  r.exit_code = p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1;
+  r.out = QString::fromUtf8(p.readAllStandardOutput());
+  r.err = QString::fromUtf8(p.readAllStandardError());
+  return r;
+}
+
+inline QString qstr(const std::filesystem::path& p) {
+  return QString::fromStdString(p.string());
+}
+
+}  // namespace mxlens::test
