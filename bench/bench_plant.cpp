@@ -84,17 +84,10 @@ Row measure(const std::string& name, const Checkpoint& ckpt,
 
   ActAbsMaxTaps stats(cfg);
   for (auto w : windows) fwd.hidden(w, &stats);
-  std::vector<LayerTransforms> smooth(size_t(cfg.num_layers)), hadamard(size_t(cfg.num_layers));
-  LayerWeights lw;
-  for (int l = 0; l < cfg.num_layers; ++l) {
-    weights.load_layer(l, lw);
-    const auto s = layer_smoothing_factors(lw, stats);
-    for (Site site : kAllSites) {
-      smooth[size_t(l)].site(site).smooth = s[size_t(site)];
-      smooth[size_t(l)].site(site).smooth_fold = smooth_fold(site, cfg);
-      hadamard[size_t(l)].site(site).rotation.add_block_rotation(block_hadamard(32));
-    }
-  }
+  std::vector<LayerTransforms> smooth, hadamard(size_t(cfg.num_layers));
+  set_smoothing(smooth, weights, stats);
+  for (auto& layer : hadamard)
+    for (Site site : kAllSites) layer.site(site).rotation.add_block_rotation(block_hadamard(32));
   const QuantScheme scheme = QuantScheme::make(QuantMode::w4a4, QuantFormat::mxfp4, {});
   const std::vector<LayerTransforms>* transforms[3] = {nullptr, &smooth, &hadamard};
   for (int m = 0; m < 3; ++m) {

@@ -93,17 +93,10 @@ int main(int argc, char** argv) try {
   // Smoothing statistics from the same windows (FP model).
   ActAbsMaxTaps stats(cfg);
   for (auto w : windows) fwd.hidden(w, &stats);
-  std::vector<LayerTransforms> smooth(size_t(cfg.num_layers)), hadamard(size_t(cfg.num_layers));
-  LayerWeights lw;
-  for (int l = 0; l < cfg.num_layers; ++l) {
-    weights.load_layer(l, lw);
-    const auto s = layer_smoothing_factors(lw, stats);
-    for (Site site : kAllSites) {
-      smooth[size_t(l)].site(site).smooth = s[size_t(site)];
-      smooth[size_t(l)].site(site).smooth_fold = smooth_fold(site, cfg);
-      hadamard[size_t(l)].site(site).rotation.add_block_rotation(block_hadamard(32));
-    }
-  }
+  std::vector<LayerTransforms> smooth, hadamard(size_t(cfg.num_layers));
+  set_smoothing(smooth, weights, stats);
+  for (auto& layer : hadamard)
+    for (Site site : kAllSites) layer.site(site).rotation.add_block_rotation(block_hadamard(32));
 
   const QuantOptions qo{args.rule, Rounding::rne};
   struct Config {

@@ -21,6 +21,21 @@ std::array<SmoothFold, 4> LayerTransforms::smoothing_folds() const {
   return f;
 }
 
+void set_smoothing(std::vector<LayerTransforms>& transforms, const LlamaWeights& weights,
+                   const ActAbsMaxTaps& stats, const SmoothingOptions& options) {
+  const LlamaConfig& cfg = weights.config();
+  if (transforms.empty()) transforms.resize(size_t(cfg.num_layers));
+  LayerWeights lw;
+  for (int l = 0; l < cfg.num_layers; ++l) {
+    weights.load_layer(l, lw);
+    const auto s = layer_smoothing_factors(lw, stats, options);
+    for (Site site : kAllSites) {
+      transforms[size_t(l)].site(site).smooth = s[size_t(site)];
+      transforms[size_t(l)].site(site).smooth_fold = smooth_fold(site, cfg);
+    }
+  }
+}
+
 QuantPlan::QuantPlan(const LlamaConfig& cfg, QuantScheme scheme,
                      std::vector<LayerTransforms> transforms)
     : cfg_(cfg), scheme_(scheme), transforms_(std::move(transforms)) {

@@ -33,4 +33,10 @@ struct LayerTransforms {
   std::array<SmoothFold, 4> smoothing_folds() const;
 };
 
+// Sets s and its fold at every site of every layer from FP activation statistics
+// (algorithm.md §3), leaving rotations as they are; `transforms` is resized to the model's
+// layer count when empty.
+void set_smoothing(std::vector<LayerTransforms>& transforms, const LlamaWeights& weights,
+                   const ActAbsMaxTaps& stats, const SmoothingOptions& options = {});
+
 }  // namespace mxlens

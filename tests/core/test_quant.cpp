@@ -107,15 +107,7 @@ std::vector<LayerTransforms> make_transforms(const Model& m, bool smoothing, Rot
   if (smoothing) {
     ActAbsMaxTaps stats(c);
     LlamaForward(*m.weights).hidden(m.ids, &stats);
-    LayerWeights lw;
-    for (int l = 0; l < c.num_layers; ++l) {
-      m.weights->load_layer(l, lw);
-      const auto s = layer_smoothing_factors(lw, stats);
-      for (Site site : kAllSites) {
-        t[size_t(l)].site(site).smooth = s[size_t(site)];
-        t[size_t(l)].site(site).smooth_fold = smooth_fold(site, c);
-      }
-    }
+    set_smoothing(t, *m.weights, stats);
   }
   if (rotation != Rotation::none)
     for (int l = 0; l < c.num_layers; ++l)
