@@ -30,6 +30,24 @@ inline CliRun run_cli(const QStringList& args, int timeout_ms) {
   return r;
 }
 
+// The same with stdout and stderr as raw bytes (binary output compared byte for byte);
+// exit_code -1 on a timeout (err "timeout"), -2 on a crash.
+struct CliBytesRun {
+  int exit_code = -1;
+  QByteArray out, err;
+};
+
+inline CliBytesRun run_cli_bytes(const QStringList& args, int timeout_ms) {
+  QProcess p;
+  p.start(qEnvironmentVariable("MXLENS_CLI"), args);
+  if (!p.waitForFinished(timeout_ms)) {
+    p.kill();
+    return {-1, {}, "timeout"};
+  }
+  return {p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -2, p.readAllStandardOutput(),
+          p.readAllStandardError()};
+}
+
 inline QString qstr(const std::filesystem::path& p) {
   return QString::fromStdString(p.string());
 }

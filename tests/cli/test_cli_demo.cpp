@@ -1,24 +1,15 @@
 // mxlens-cli demo runs without files, prints the report, and rejects bad options.
 #include <QtTest>
 
+#include "tests/cli/cli_runner.h"
+
 namespace {
 
 constexpr int kTimeoutMs = 60000;
 
-struct Run {
-  int exit_code;
-  QByteArray out, err;
-};
-
+using Run = mxlens::test::CliBytesRun;
 Run run_cli(const QStringList& args) {
-  QProcess p;
-  p.start(qEnvironmentVariable("MXLENS_CLI"), args);
-  if (!p.waitForFinished(kTimeoutMs)) {
-    p.kill();
-    return {-1, {}, "timeout"};
-  }
-  return {p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -2, p.readAllStandardOutput(),
-          p.readAllStandardError()};
+  return mxlens::test::run_cli_bytes(args, kTimeoutMs);
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 // of dqv2_log8 / nvfp4, and error exits on bad input.
 #include <QtTest>
 
+#include "tests/cli/cli_runner.h"
+
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -26,20 +28,9 @@ QByteArray floats(const std::vector<float>& v) {
                     static_cast<qsizetype>(v.size() * sizeof(float)));
 }
 
-struct Run {
-  int exit_code;
-  QByteArray out, err;
-};
-
+using Run = mxlens::test::CliBytesRun;
 Run run_cli(const QStringList& args) {
-  QProcess p;
-  p.start(qEnvironmentVariable("MXLENS_CLI"), args);
-  if (!p.waitForFinished(kTimeoutMs)) {
-    p.kill();
-    return {-1, {}, "timeout"};
-  }
-  return {p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -2, p.readAllStandardOutput(),
-          p.readAllStandardError()};
+  return mxlens::test::run_cli_bytes(args, kTimeoutMs);
 }
 
 }  // namespace
