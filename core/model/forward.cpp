@@ -152,6 +152,25 @@ const RowMatrixXf& LlamaForward::hidden(std::span<const int32_t> tokens, SiteTap
   ensure_rope(T_);
   const SingleThreadedBlas single_threaded_blas;
   w_->embed(tokens, x_);
+  return run_layers(taps);
+}
+
+const RowMatrixXf& LlamaForward::hidden_from_embeddings(Eigen::Ref<const RowMatrixXf> x0,
+                                                        SiteTaps* taps) {
+  const LlamaConfig& c = w_->config();
+  if (x0.rows() == 0) throw Error("layer-0 inputs", "empty window");
+  if (x0.cols() != c.hidden_size)
+    throw Error("layer-0 inputs", "has " + std::to_string(x0.cols()) + " columns, the model's "
+                                      "hidden size is " + std::to_string(c.hidden_size));
+  T_ = int64_t(x0.rows());
+  ensure_rope(T_);
+  const SingleThreadedBlas single_threaded_blas;
+  x_ = x0;
+  return run_layers(taps);
+}
+
+const RowMatrixXf& LlamaForward::run_layers(SiteTaps* taps) {
+  const LlamaConfig& c = w_->config();
   for (int layer = 0; layer < c.num_layers; ++layer) layer_forward(layer, taps);
   rmsnorm(x_, w_->final_norm(), float(c.rms_norm_eps), n_, opt_.threads, min_elements());
   return n_;

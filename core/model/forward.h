@@ -62,6 +62,10 @@ class LlamaForward {
   // final RMSNorm. Returns the normed hidden states [T, d], valid until the next call.
   // Taps (may be null) see and may replace the four site inputs of every layer.
   const RowMatrixXf& hidden(std::span<const int32_t> tokens, SiteTaps* taps = nullptr);
+  // The same from given layer-0 inputs x0 [T, d] instead of token ids (the embedding
+  // outputs, e.g. their mean over calibration windows, algorithm.md §4.6).
+  const RowMatrixXf& hidden_from_embeddings(Eigen::Ref<const RowMatrixXf> x0,
+                                            SiteTaps* taps = nullptr);
 
   // Logits of rows [row_begin, row_end) of the last hidden() window, computed and handed to
   // `fn` in chunks of options().logits_chunk_rows rows. row_end < 0 means all rows.
@@ -74,6 +78,7 @@ class LlamaForward {
   RowMatrixXf logits_all(std::span<const int32_t> tokens, SiteTaps* taps = nullptr);
 
  private:
+  const RowMatrixXf& run_layers(SiteTaps* taps);
   void layer_forward(int layer, SiteTaps* taps);
   void attention(int64_t T);
   void ensure_rope(int64_t T);

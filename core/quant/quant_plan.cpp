@@ -47,27 +47,36 @@ QuantPlan::QuantPlan(const LlamaConfig& cfg, QuantScheme scheme,
                                          " layers, the model has " +
                                          std::to_string(cfg_.num_layers));
   for (int l = 0; l < cfg_.num_layers; ++l)
-    for (Site s : kAllSites) {
-      const SiteTransform& t = transforms_[size_t(l)].site(s);
-      const std::string where = "layer " + std::to_string(l) + " site " + std::string(site_name(s));
-      const int channels = site_channels(s);
-      if (t.has_rotation()) t.rotation.check_channels(channels, where);
-      if (!t.has_smoothing()) continue;
-      if (int(t.smooth.size()) != channels)
-        throw Error(where, "smoothing has " + std::to_string(t.smooth.size()) +
-                               " factors, the site has " + std::to_string(channels) + " channels");
-      const bool ok =
-          t.smooth_fold == SmoothFold::online ||
-          (t.smooth_fold == SmoothFold::norm && (s == Site::Qkv || s == Site::GateUp)) ||
-          (t.smooth_fold == SmoothFold::previous_rows &&
-           (s == Site::Down ||
-            (s == Site::O && smooth_fold(s, cfg_) == SmoothFold::previous_rows)));
-      if (!ok)
-        throw Error(where,
-                    "smoothing cannot be folded that way at this site (o folds into "
-                    "v_proj rows only without GQA and q/k/v biases)");
-    }
+    for (Site s : kAllSites) check_site(l, s, transforms_[size_t(l)].site(s));
   stored_.resize(size_t(cfg_.num_layers));
+}
+
+void QuantPlan::check_site(int l, Site s, const SiteTransform& t) const {
+  const std::string where = "layer " + std::to_string(l) + " site " + std::string(site_name(s));
+  const int channels = site_channels(s);
+  if (t.has_rotation()) t.rotation.check_channels(channels, where);
+  if (!t.has_smoothing()) return;
+  if (int(t.smooth.size()) != channels)
+    throw Error(where, "smoothing has " + std::to_string(t.smooth.size()) +
+                           " factors, the site has " + std::to_string(channels) + " channels");
+  const bool ok =
+      t.smooth_fold == SmoothFold::online ||
+      (t.smooth_fold == SmoothFold::norm && (s == Site::Qkv || s == Site::GateUp)) ||
+      (t.smooth_fold == SmoothFold::previous_rows &&
+       (s == Site::Down || (s == Site::O && smooth_fold(s, cfg_) == SmoothFold::previous_rows)));
+  if (!ok)
+    throw Error(where,
+                "smoothing cannot be folded that way at this site (o folds into "
+                "v_proj rows only without GQA and q/k/v biases)");
+}
+
+void QuantPlan::set_site(int layer, Site site, SiteTransform transform) {
+  check_layer(layer);
+  check_site(layer, site, transform);
+  transforms_[size_t(layer)].site(site) = std::move(transform);
+  // Stored weights of this layer were computed with the old transform: a site's smoothing
+  // also reaches the rows of the previous linear (v for o, up for down).
+  for (auto& w : stored_[size_t(layer)]) w.reset();
 }
 
 void QuantPlan::check_layer(int layer) const {

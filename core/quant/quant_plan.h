@@ -30,6 +30,11 @@ class QuantPlan {
   const QuantScheme& scheme() const { return scheme_; }
   const SiteTransform& site(int layer, Site site) const;
   const LayerTransforms& layer(int layer) const;
+  const std::vector<LayerTransforms>& transforms() const { return transforms_; }
+  // Replaces one site's transform (checked as in the constructor) and drops the layer's
+  // stored weights, which were computed with the old one. Used while calibrating, where each
+  // site's rotation is found only when the forward reaches it (algorithm.md §4.6).
+  void set_site(int layer, Site site, SiteTransform transform);
 
   // Input channels of a site.
   int site_channels(Site site) const;
@@ -62,6 +67,7 @@ class QuantPlan {
 
  private:
   void check_layer(int layer) const;
+  void check_site(int layer, Site site, const SiteTransform& transform) const;
 
   LlamaConfig cfg_;
   QuantScheme scheme_;

@@ -1,0 +1,46 @@
+#pragma once
+// Calibration: from a model and calibration text to a Session (design.md "Calibrate",
+// algorithm.md §3, §4.6, §6, §7).
+//
+//   1. windows     settings.windows: N windows of L ids at seeded offsets in the calibration
+//                  region of the text (calib_windows.h).
+//   2. statistics  (methods that smooth) every window through the FP model with ActAbsMaxTaps;
+//                  smoothing factors per site (set_smoothing).
+//   3. transforms  fixed ones (hadamard, random, quarot) directly; searched ones (duquant,
+//                  duquantpp*) by §4.6: the mean over the N windows of the layer-0 inputs is
+//                  run once through the model in calibration mode — at each site the arriving
+//                  tensor (already smoothed and produced by rotated, W4A4-quantized upstream
+//                  linears) is searched on, the rotation set in the plan, and the tensor then
+//                  rotated and quantized, so the next site and layer see the quantized model.
+//   4. GPTQ        (duquantpp-gptq) gptq_quantize_model over the windows.
+//   5. site stats  stats_windows windows through the final quantized model with SiteStatsTaps.
+// Timings of 2-5 are kept in Session::timings. Progress is reported per stage and cancel is
+// checked between windows, sites and steps (throws Cancelled).
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "core/calib/session.h"
+#include "core/model/checkpoint.h"
+#include "core/model/llama_model.h"
+#include "core/util/progress.h"
+
+namespace mxlens {
+
+struct CalibrationText {
+  std::string path;           // as given (reports, session provenance)
+  std::string sha256;         // of the file's bytes
+  std::span<const int32_t> ids;  // tokenized once (BOS included when settings.add_bos)
+};
+
+// settings.windows.seqlen is capped at the model's max_position_embeddings (the session keeps
+// the capped value). Throws Error for a text too short for one window, a transform the model's
+// sizes do not allow (e.g. QuaRot without a Hadamard of that size), or bad settings.
+Session calibrate(const Checkpoint& checkpoint, const LlamaWeights& weights,
+                  const CalibrationText& text, const CalibrationSettings& settings, int threads,
+                  const Progress& progress = {});
+
+// The seqlen calibration uses for this model: min(requested, max_position_embeddings).
+int capped_calibration_seqlen(const LlamaConfig& cfg, int requested);
+
+}  // namespace mxlens
