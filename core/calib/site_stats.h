@@ -11,6 +11,10 @@
 //
 // Blocks: 32 channels each along the row, the last one short when C is not a multiple of 32
 // (n_blocks = ceil(C/32)); E8M0 bytes and errors use the MXFP4 options given (scale rule, RNE).
+// The error is what core/quant's fake_quantize_rows does to the tensor of one call (a short
+// last block as if zero-padded). dqv2_log8 has no E8M0 byte (its code is relative to each
+// tensor's range): its histograms and sample bytes use the block's ocp_floor byte, its error
+// the dqv2_log8 fake quantization over the call's tensor, as W4a4Taps does.
 #include <array>
 #include <cstdint>
 #include <vector>
@@ -50,9 +54,9 @@ struct SiteStats {
   double total_sqnr_db_before() const;
   double total_sqnr_db_after() const;
   // Mean over tokens of (max − min) E8M0 byte across the blocks of a token, from the samples
-  // (the "exponent spread" badge).
-  double mean_exponent_spread_before() const;
-  double mean_exponent_spread_after() const;
+  // (the "exponent spread" badge), bytes under `mx`'s scale rule; NaN without samples.
+  double mean_exponent_spread_before(const QuantOptions& mx = {}) const;
+  double mean_exponent_spread_after(const QuantOptions& mx = {}) const;
   // E8M0 bytes of the sampled rows, [rows × blocks] row-major.
   std::vector<uint8_t> sample_e8m0_before(const QuantOptions& mx) const;
   std::vector<uint8_t> sample_e8m0_after(const QuantOptions& mx) const;
@@ -68,6 +72,10 @@ struct SiteStatsOptions {
   int max_sample_rows = 256;
   int64_t sample_budget_bytes = int64_t(64) << 20;
   uint64_t seed = 0;  // which token positions are sampled
+  // OpenMP threads for the per-block work and the site's transform (0 = OpenMP's default);
+  // results do not depend on it. Sites below parallel_min_elements stay on one thread.
+  int threads = 0;
+  int64_t parallel_min_elements = int64_t(1) << 18;
 };
 
 // Rows per site that fit the budget for this model (≥ 0, ≤ max_sample_rows).
@@ -77,7 +85,10 @@ int sample_rows_for_budget(const LlamaConfig& cfg, const SiteStatsOptions& optio
 // `before`, computes `after` with plan.transform_activations on a copy, then hands x to the
 // inner tap; weight_override is the inner tap's.
 // Call begin_window(w) before each window's forward; windows × seqlen fixes which positions
-// are sampled (evenly spread, seeded).
+// are sampled (evenly spread, seeded). Row i of a site's samples is sample_tokens[i] (fixed at
+// construction, the same at every site); rows of windows never run stay zero. Positions are
+// counted per (layer, site) from begin_window, so x may come one row per call (the reference
+// forward) or a whole window at once.
 class SiteStatsTaps : public SiteTaps {
  public:
   SiteStatsTaps(const QuantPlan& plan, SiteTaps* inner, int windows, int seqlen,
@@ -100,6 +111,12 @@ class SiteStatsTaps : public SiteTaps {
   std::vector<int64_t> sample_tokens_;  // sorted global positions
   ModelSiteStats stats_;
   RowMatrixXf after_;  // scratch
+  RowMatrixXf quant_;  // scratch: the fake-quantized tensor
+  struct Running {
+    std::vector<double> sum, sum_sq;  // [C] before, for mean and RMS
+    int64_t cursor = 0;               // rows seen in this window
+  };
+  std::vector<std::array<Running, 4>> running_;  // [layer][site]
 };
 
 }  // namespace mxlens
