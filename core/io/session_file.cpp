@@ -648,7 +648,7 @@ void save_session(const Session& session, const std::filesystem::path& file,
   const std::filesystem::path tmp =
       file.parent_path() / (file.filename().string() + ".tmp-" + std::to_string(::getpid()));
   const h5::QuietErrors quiet;
-  bool created = false;
+  bool remove_tmp = true;  // until the rename has happened
   try {
     if (file.filename().empty()) throw Error(name, "not a file name");
     const std::filesystem::path parent = file.parent_path().empty() ? "." : file.parent_path();
@@ -659,7 +659,6 @@ void save_session(const Session& session, const std::filesystem::path& file,
     {
       Handle f(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
       if (!f.valid()) h5::fail(tmp.string(), "cannot create the file");
-      created = true;
       write_file(session, f, options);
       if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) h5::fail(tmp.string(), "flush failed");
       f.close(tmp.string());
@@ -668,10 +667,10 @@ void save_session(const Session& session, const std::filesystem::path& file,
     std::error_code ec;
     std::filesystem::rename(tmp, file, ec);
     if (ec) throw Error(tmp.string(), "cannot rename over the target: " + ec.message());
-    created = false;
+    remove_tmp = false;
     fsync_path(parent, true);
   } catch (...) {
-    if (created) {
+    if (remove_tmp) {
       std::error_code ec;
       std::filesystem::remove(tmp, ec);
     }

@@ -784,6 +784,35 @@ class TestSession : public QObject {
     QVERIFY2(e.contains("badconfig.mxsession") && e.contains("hidden_size"), qPrintable(e));
   }
 
+  // A save that throws mid-way (here: the part callback) removes its temporary file and
+  // leaves the previous file; a cancel stays a cancel.
+  void failedSaveKeepsOldFile() {
+    const Checkpoint ckpt = Checkpoint::open(test::model_656k());
+    Session a;
+    a.provenance.config_json = read_text(ckpt.dir() / "config.json");
+    a.provenance.created_utc = "old";
+    a.transforms.resize(2);
+    const fs::path file = dir() / "failed.mxsession";
+    save_session(a, file);
+    Session b = a;
+    b.provenance.created_utc = "new";
+    SessionSaveOptions opt;
+    opt.on_part = [](std::string_view part) {
+      if (part == "layer 1") throw std::runtime_error("disk on fire");
+    };
+    const QString e = error_of([&] { save_session(b, file, opt); });
+    QVERIFY2(e.contains("failed.mxsession") && e.contains("disk on fire"), qPrintable(e));
+    QCOMPARE(files_like(dir(), "failed.mxsession"), QStringList{"failed.mxsession"});
+    QCOMPARE(load_session(file).provenance.created_utc, std::string("old"));
+
+    opt.on_part = [](std::string_view part) {
+      if (part == "results") throw Cancelled();
+    };
+    QVERIFY_THROWS_EXCEPTION(Cancelled, save_session(b, file, opt));
+    QCOMPARE(files_like(dir(), "failed.mxsession"), QStringList{"failed.mxsession"});
+    QCOMPARE(load_session(file).provenance.created_utc, std::string("old"));
+  }
+
   void saveIntoMissingDirectoryFails() {
     const fs::path file = dir() / "no-such-dir" / "s.mxsession";
     const QString e = error_of([&] { save_session(Session{}, file); });
