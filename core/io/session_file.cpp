@@ -722,17 +722,16 @@ Session load_session(const std::filesystem::path& file) {
 void check_session_model(const Session& session, const ModelFingerprint& model,
                          const std::filesystem::path& session_file) {
   const ModelFingerprint& fp = session.provenance.fingerprint;
-  std::string differs;
-  auto add = [&](const char* what) {
-    differs += differs.empty() ? what : std::string(", ") + what;
-  };
-  if (fp.config_sha256 != model.config_sha256) add("config.json");
-  if (fp.tokenizer_sha256 != model.tokenizer_sha256) add("tokenizer.json");
-  if (fp.weights_sha256 != model.weights_sha256) add("weights");
+  std::vector<std::string> differs;
+  if (fp.config_sha256 != model.config_sha256) differs.emplace_back("config.json");
+  if (fp.tokenizer_sha256 != model.tokenizer_sha256) differs.emplace_back("tokenizer.json");
+  if (fp.weights_sha256 != model.weights_sha256) differs.emplace_back("weights");
   if (differs.empty()) return;
-  throw Error(session_file.string(), "made for another model: " + differs +
-                                         " differ from the session's model (" +
-                                         session.provenance.model_dir + ")");
+  std::string list;
+  for (size_t i = 0; i < differs.size(); ++i)
+    list += (i == 0 ? "" : i + 1 == differs.size() ? " and " : ", ") + differs[i];
+  throw Error(session_file.string(), "made for another model (" + session.provenance.model_dir +
+                                         "): its " + list + " do not match the model given");
 }
 
 }  // namespace mxlens
