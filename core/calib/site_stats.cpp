@@ -1,11 +1,14 @@
 // Per-site calibration statistics (design.md "SiteStats", formats.md §5.1).
 // GCC 12 reports a false -Wmaybe-uninitialized inside its AVX-512 intrinsics when Eigen is inlined.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// The 32-byte vector helpers below are file-local, so the AVX-less ABI note does not matter.
+#pragma GCC diagnostic ignored "-Wpsabi"
 
 #include "core/calib/site_stats.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -73,38 +76,109 @@ struct Targets {
   double* noise;
 };
 
-// Adds the rows of x (and its fake quantization q, same shape) to the targets. Threads split
-// the blocks, never the rows: each block (and its channels) is summed by one thread in row
-// order, so the sums do not depend on the thread count.
+// 8 floats / 4 doubles (GCC vector extensions: AVX where the build has it, SSE pairs else).
+typedef float V8f __attribute__((vector_size(32)));
+typedef int32_t V8i __attribute__((vector_size(32)));
+typedef double V4d __attribute__((vector_size(32)));
+
+template <class V>
+V load(const void* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+template <class V>
+void store(void* p, const V& v) {
+  std::memcpy(p, &v, sizeof(V));
+}
+
+// One row's blocks [b0, b1): x and its fake quantization q (both indexed by channel). A whole
+// block's sums run in 8 lanes added in a fixed order at the end (vectorized; the results do
+// not depend on threads or on how rows arrive).
+template <bool kWithMoments>
+void accumulate_row(const float* __restrict x, const float* __restrict q, int b0, int b1,
+                    int channels, ScaleRule brule, const Targets& t) {
+  for (int b = b0; b < b1; ++b) {
+    const int c0 = b * kStatsBlock, n = std::min(channels - c0, kStatsBlock);
+    float amax = 0.0f;
+    double s = 0.0, z = 0.0;
+    if (n == kStatsBlock) {
+      V8f al = {};
+      V4d s_lo = {}, s_hi = {}, z_lo = {}, z_hi = {};
+      for (int c = c0; c < c0 + kStatsBlock; c += 8) {
+        const V8f v = load<V8f>(x + c), qv = load<V8f>(q + c);
+        const V8f a = (V8f)((V8i)v & 0x7FFFFFFF);  // |v|, +0 for −0
+        al = al < a ? a : al;
+        const V8f m = load<V8f>(t.absmax + c);
+        store(t.absmax + c, m < a ? a : m);
+        const V4d lo = __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3), V4d);
+        const V4d hi = __builtin_convertvector(__builtin_shufflevector(v, v, 4, 5, 6, 7), V4d);
+        const V4d d_lo =
+            lo - __builtin_convertvector(__builtin_shufflevector(qv, qv, 0, 1, 2, 3), V4d);
+        const V4d d_hi =
+            hi - __builtin_convertvector(__builtin_shufflevector(qv, qv, 4, 5, 6, 7), V4d);
+        s_lo += lo * lo;
+        s_hi += hi * hi;
+        z_lo += d_lo * d_lo;
+        z_hi += d_hi * d_hi;
+        if constexpr (kWithMoments) {
+          store(t.sum + c, load<V4d>(t.sum + c) + lo);
+          store(t.sum + c + 4, load<V4d>(t.sum + c + 4) + hi);
+          store(t.sum_sq + c, load<V4d>(t.sum_sq + c) + lo * lo);
+          store(t.sum_sq + c + 4, load<V4d>(t.sum_sq + c + 4) + hi * hi);
+        }
+      }
+      for (int j = 0; j < 8; ++j) amax = std::max(amax, al[j]);
+      for (int j = 0; j < 4; ++j) {
+        s += s_lo[j] + s_hi[j];
+        z += z_lo[j] + z_hi[j];
+      }
+    } else {  // the short last block
+      for (int c = c0; c < c0 + n; ++c) {
+        const float v = x[c], a = std::fabs(v);
+        amax = std::max(amax, a);
+        t.absmax[c] = std::max(t.absmax[c], a);
+        const double dv = v, d = dv - double(q[c]);
+        s += dv * dv;
+        z += d * d;
+        if constexpr (kWithMoments) {
+          t.sum[c] += dv;
+          t.sum_sq[c] += dv * dv;
+        }
+      }
+    }
+    // A finite float squared never overflows a double: s is finite iff the block is.
+    ++t.hist[size_t(b) * kHistBins + block_byte(amax, std::isfinite(s), brule)];
+    t.signal[b] += s;
+    t.noise[b] += z;
+  }
+}
+
+// Adds the rows of x to the targets. q: x fake-quantized (same shape), or null to quantize
+// each row's blocks here (E8M0 rules only: blocks are independent). Threads split the blocks,
+// never the rows: each block (and its channels) is summed by one thread in row order, so the
+// sums do not depend on the thread count.
 void accumulate(const float* x, int64_t x_stride, const float* q, int64_t q_stride, int64_t rows,
-                int channels, ScaleRule rule, const Targets& t, int threads) {
+                int channels, const QuantOptions& mx, const Targets& t, int threads) {
   const int blocks = blocks_of(channels);
-  const ScaleRule brule = byte_rule(rule);
+  const ScaleRule brule = byte_rule(mx.scale_rule);
   auto run = [&](int b0, int b1) {
+    if (b0 >= b1) return;
+    const int c0 = b0 * kStatsBlock, width = (b1 - b0) * kStatsBlock;
+    const int real = std::min(channels - c0, width);
+    std::vector<float> local(q ? 0 : size_t(width), 0.0f);  // zero-padded short block
     for (int64_t r = 0; r < rows; ++r) {
       const float* xr = x + r * x_stride;
-      const float* qr = q + r * q_stride;
-      for (int b = b0; b < b1; ++b) {
-        const int c0 = b * kStatsBlock, c1 = std::min(channels, c0 + kStatsBlock);
-        float amax = 0.0f;
-        double s = 0.0, n = 0.0;
-        for (int c = c0; c < c1; ++c) {
-          const float v = xr[c], a = std::fabs(v);
-          amax = std::max(amax, a);
-          t.absmax[c] = std::max(t.absmax[c], a);
-          const double dv = v, d = dv - double(qr[c]);
-          s += dv * dv;
-          n += d * d;
-          if (t.sum) {
-            t.sum[c] += dv;
-            t.sum_sq[c] += dv * dv;
-          }
-        }
-        // A finite float squared never overflows a double: s is finite iff the block is.
-        ++t.hist[size_t(b) * kHistBins + block_byte(amax, std::isfinite(s), brule)];
-        t.signal[b] += s;
-        t.noise[b] += n;
+      const float* qr = q ? q + r * q_stride : nullptr;
+      if (!q) {
+        std::copy(xr + c0, xr + c0 + real, local.begin());
+        fake_quantize_mxfp4(local, mx);
+        qr = local.data() - c0;  // indexed by channel
       }
+      if (t.sum)
+        accumulate_row<true>(xr, qr, b0, b1, channels, brule, t);
+      else
+        accumulate_row<false>(xr, qr, b0, b1, channels, brule, t);
     }
   };
   if (threads <= 1 || blocks < 2) {
@@ -278,11 +352,18 @@ void SiteStatsTaps::on_activations(int layer, Site site, Eigen::Ref<RowMatrixXf>
                           : 1;
   const TensorQuant mx{QuantFormat::mxfp4, opt_.mx, 1.0f};
 
+  // dqv2_log8's range is the whole tensor's: quantize it all first. The E8M0 rules quantize
+  // block by block inside accumulate() (no tensor-sized copy).
+  const bool whole_tensor = opt_.mx.scale_rule == ScaleRule::dqv2_log8;
+  auto quantized = [&](Eigen::Ref<const RowMatrixXf> m) -> const float* {
+    if (!whole_tensor) return nullptr;
+    quant_ = m;
+    fake_quantize_rows(quant_, mx, TensorRole::activations, threads);
+    return quant_.data();
+  };
+
   // before: the tensor as it arrives.
-  quant_ = x;
-  fake_quantize_rows(quant_, mx, TensorRole::activations, threads);
-  accumulate(x.data(), x.outerStride(), quant_.data(), quant_.cols(), rows, st.channels,
-             opt_.mx.scale_rule,
+  accumulate(x.data(), x.outerStride(), quantized(x), st.channels, rows, st.channels, opt_.mx,
              {st.absmax_before.data(), run.sum.data(), run.sum_sq.data(),
               st.e8m0_hist_before.data(), st.signal_before.data(), st.noise_before.data()},
              threads);
@@ -296,10 +377,8 @@ void SiteStatsTaps::on_activations(int layer, Site site, Eigen::Ref<RowMatrixXf>
   // after: smoothing division and channel transform, on a copy.
   after_ = x;
   plan_->transform_activations(layer, site, after_, threads);
-  quant_ = after_;
-  fake_quantize_rows(quant_, mx, TensorRole::activations, threads);
-  accumulate(after_.data(), after_.cols(), quant_.data(), quant_.cols(), rows, st.channels,
-             opt_.mx.scale_rule,
+  accumulate(after_.data(), after_.cols(), quantized(after_), st.channels, rows, st.channels,
+             opt_.mx,
              {st.absmax_after.data(), nullptr, nullptr, st.e8m0_hist_after.data(),
               st.signal_after.data(), st.noise_after.data()},
              threads);

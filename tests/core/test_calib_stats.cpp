@@ -408,6 +408,37 @@ class TestCalibStats : public QObject {
     }
   }
 
+  // dqv2_log8 has no E8M0 byte: histograms record the ocp_floor byte, the error is the
+  // log8 fake quantization over the tensor of the call (its range is the tensor's).
+  void dqv2Log8() {
+    const QuantPlan plan = hadamard_plan();
+    SiteStatsOptions o;
+    o.mx.scale_rule = ScaleRule::dqv2_log8;
+    SiteStatsTaps taps(plan, nullptr, 1, 6, o);
+    taps.begin_window(0);
+    const RowMatrixXf x0 = test_matrix(6, 64, 31);
+    RowMatrixXf x = x0;
+    taps.on_activations(0, Site::Qkv, x);
+    const SiteStats& st = taps.stats()[0][size_t(Site::Qkv)];
+    QCOMPARE(st.e8m0_hist_before, expected_stats(x0, {}).hist);
+    RowMatrixXf fq = x0;
+    fake_quantize_mxfp4_ref(std::span<float>(fq.data(), size_t(fq.size())), o.mx);
+    const Expected floor = expected_stats(x0, {});
+    bool differs = false;
+    for (int b = 0; b < 2; ++b) {
+      double z = 0;
+      for (int r = 0; r < 6; ++r)
+        for (int c = 32 * b; c < 32 * b + 32; ++c) {
+          const double d = double(x0(r, c)) - double(fq(r, c));
+          z += d * d;
+        }
+      QVERIFY(close(st.noise_before[size_t(b)], z, 1e-12));
+      QVERIFY(close(st.signal_before[size_t(b)], floor.signal[size_t(b)], 1e-12));
+      differs = differs || !close(z, floor.noise[size_t(b)], 1e-6);
+    }
+    QVERIFY(differs);
+  }
+
   // One row per call (the reference forward's way), several threads, or one call per window:
   // the same statistics bit for bit.
   void rowByRowAndThreadsAgree() {
