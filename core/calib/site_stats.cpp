@@ -172,6 +172,8 @@ void accumulate(const float* x, int64_t x_stride, const float* q, int64_t q_stri
       const float* qr = q ? q + r * q_stride : nullptr;
       if (!q) {
         std::copy(xr + c0, xr + c0 + real, local.begin());
+        // A NaN block comes back all NaN, padding included: restore the zero padding.
+        std::fill(local.begin() + real, local.end(), 0.0f);
         fake_quantize_mxfp4(local, mx);
         qr = local.data() - c0;  // indexed by channel
       }

@@ -439,6 +439,24 @@ class TestCalibStats : public QObject {
     QVERIFY(differs);
   }
 
+  // A block holding NaN gets byte 0xFF; the other rows' bytes of that (short) block and the
+  // sums of the other block stay as without it.
+  void nonFiniteBlock() {
+    const QuantPlan plan = hadamard_plan();
+    SiteStatsTaps taps(plan, nullptr, 1, 2);
+    taps.begin_window(0);
+    RowMatrixXf x = test_matrix(2, 40, 41);
+    x(0, 35) = std::numeric_limits<float>::quiet_NaN();
+    const RowMatrixXf row1 = x.row(1);
+    taps.on_activations(0, Site::Down, x);
+    const SiteStats& st = taps.stats()[0][size_t(Site::Down)];
+    QCOMPARE(st.e8m0_hist_before[256 + 0xFF], 1u);
+    const Expected e = expected_stats(row1, {});
+    for (int byte = 0; byte < 255; ++byte)
+      QCOMPARE(st.e8m0_hist_before[size_t(256 + byte)], e.hist[size_t(256 + byte)]);
+    QVERIFY(std::isfinite(st.signal_before[0]) && std::isfinite(st.noise_before[0]));
+  }
+
   // One row per call (the reference forward's way), several threads, or one call per window:
   // the same statistics bit for bit.
   void rowByRowAndThreadsAgree() {
