@@ -33,9 +33,28 @@ struct CalibrationText {
   std::span<const int32_t> ids;  // tokenized once (BOS included when settings.add_bos)
 };
 
+// How one calibration runs; none of it changes the transforms (not saved with the session).
+struct CalibrateOptions {
+  int threads = 1;  // forward, searches, GPTQ, statistics
+  // Step 5 (SiteStats). Off: Session::stats stays empty (compare skips it by default).
+  bool site_statistics = true;
+};
+
 // settings.windows.seqlen is capped at the model's max_position_embeddings (the session keeps
 // the capped value). Throws Error for a text too short for one window, a transform the model's
 // sizes do not allow (e.g. QuaRot without a Hadamard of that size), or bad settings.
+//
+// Seeds: random's blocks and QuaRot's signs come from settings.rotation_seed; the searches' Q'
+// from settings.greedy.seed (DuQuant++) and settings.duquant.seed (DuQuant), each derived per
+// (layer, site) (the CLI sets all three to --rotation-seed).
+// Sites whose channel count is not a multiple of a block rotation's size (stories260K's
+// 172-wide down site under hadamard, random or duquantpp; any site narrower than DuQuant's
+// 128-blocks) are left unrotated — smoothing, where the method has it, still applies — and
+// Session::warnings names each such site once. QuaRot's full Hadamards have no such fallback:
+// a size without a construction is an Error("quarot", "full Hadamard of size N unsupported ...").
+Session calibrate(const Checkpoint& checkpoint, const LlamaWeights& weights,
+                  const CalibrationText& text, const CalibrationSettings& settings,
+                  const CalibrateOptions& options, const Progress& progress = {});
 Session calibrate(const Checkpoint& checkpoint, const LlamaWeights& weights,
                   const CalibrationText& text, const CalibrationSettings& settings, int threads,
                   const Progress& progress = {});

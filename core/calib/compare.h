@@ -31,6 +31,9 @@ struct CompareOptions {
   int threads = 1;
   // Reference storage: Full32 when it fits this budget, else Full16.
   int64_t reference_budget_bytes = int64_t(2) << 30;
+  // Run calibration's SiteStats pass for each method (MethodResult::session.stats); off by
+  // default, since comparing needs only the transforms.
+  bool collect_site_stats = false;
 };
 
 struct MethodResult {

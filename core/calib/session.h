@@ -113,6 +113,9 @@ struct Session {
   // GPTQ's final (transformed, fake-quantized) weights, [layers][linear]; empty otherwise.
   std::vector<std::array<std::optional<RowMatrixXf>, 7>> weights;
   std::vector<EvalRecord> results;
+  // What calibration could not do as asked, in words (e.g. a site whose channel count is not a
+  // multiple of the rotation block, left unrotated). Not part of session file format 1.
+  std::vector<std::string> warnings;
 };
 
 // The settings as one JSON object (session provenance, --json reports) and back; every field

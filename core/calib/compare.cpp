@@ -1,0 +1,229 @@
+#include "core/calib/compare.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <ctime>
+#include <string>
+
+#include "core/quant/quant_plan.h"
+#include "core/quant/w4a4_taps.h"
+#include "core/util/error.h"
+
+namespace mxlens {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string utc_now_iso8601() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// One phase's share [begin, end) of the whole comparison. The callees take their own
+// Progress; the caller's cancel flag reaches them through a local flag raised when a report
+// finds the caller cancelled (they report after every window and check before the next).
+class PhaseProgress {
+ public:
+  PhaseProgress(const Progress& outer, const CompareEvents& events, double begin, double end,
+                std::string label)
+      : outer_(&outer),
+        events_(&events),
+        begin_(begin),
+        end_(end),
+        label_(std::move(label)),
+        cancel_(outer.cancelled()),
+        inner_([this](double f, std::string_view stage) { report(f, stage); }, &cancel_) {}
+  PhaseProgress(const PhaseProgress&) = delete;
+  PhaseProgress& operator=(const PhaseProgress&) = delete;
+
+  Progress& progress() { return inner_; }
+
+  void report(double fraction, std::string_view stage = {}) {
+    if (outer_->cancelled()) cancel_.store(true, std::memory_order_relaxed);
+    const double f = begin_ + (end_ - begin_) * std::clamp(fraction, 0.0, 1.0);
+    std::string text = label_;
+    if (!stage.empty()) text += ": " + std::string(stage);
+    outer_->report(f, text);
+    if (events_->on_stage) events_->on_stage(f, label_);
+  }
+
+ private:
+  const Progress* outer_;
+  const CompareEvents* events_;
+  double begin_, end_;
+  std::string label_;
+  std::atomic<bool> cancel_;
+  Progress inner_;
+};
+
+// Keep each layer's quantized weights across the evaluation windows when they fit this budget.
+constexpr int64_t kWeightCacheBudgetBytes = int64_t(1) << 30;
+
+bool cache_fits(const LlamaConfig& c) {
+  const int64_t d = c.hidden_size, f = c.intermediate_size;
+  const int64_t q = int64_t(c.num_heads) * c.head_dim, kv = int64_t(c.num_kv_heads) * c.head_dim;
+  return (d * q + 2 * d * kv + q * d + 3 * d * f) * c.num_layers * 4 <= kWeightCacheBudgetBytes;
+}
+
+EvalRecord make_record(const EvalText& text, Method method, const QuantScheme& scheme,
+                       const PerplexityResult& r, std::string started) {
+  EvalRecord e;
+  e.kind = "ppl";
+  e.dataset = text.path;
+  e.dataset_sha256 = text.sha256;
+  e.method = std::string(method_name(method));
+  e.scheme = scheme.describe();
+  e.seqlen = r.seqlen;
+  e.windows = r.windows;
+  e.tokens_scored = r.tokens_scored;
+  e.window_nll = r.window_nll;
+  e.ppl = r.ppl;
+  e.nll_mean = r.nll_mean;
+  if (r.kl) {
+    e.kl_mean = r.kl->mean;
+    e.top1 = r.kl->top1_agreement;
+  }
+  e.started_utc = std::move(started);
+  e.finished_utc = utc_now_iso8601();
+  return e;
+}
+
+}  // namespace
+
+CompareResult run_compare(const Checkpoint& checkpoint, const LlamaWeights& weights,
+                          const EvalText& eval_text, const CalibrationText& calib_text,
+                          const CompareOptions& options, const Progress& progress,
+                          const CompareEvents& events) {
+  if (options.methods.empty()) throw Error("--methods", "no methods to compare");
+  if (options.threads < 1) throw Error("--threads", "must be at least 1");
+  const LlamaConfig& cfg = weights.config();
+
+  CompareResult result;
+  result.seqlen = int(std::min<int64_t>(options.seqlen, cfg.max_position_embeddings));
+  check_seqlen(cfg, result.seqlen);
+  const int64_t available = perplexity_window_count(int64_t(eval_text.ids.size()), result.seqlen);
+  if (available < 1)
+    throw Error(eval_text.path, "has " + std::to_string(eval_text.ids.size()) +
+                                    " tokens, fewer than one evaluation window of " +
+                                    std::to_string(result.seqlen));
+  int64_t windows = options.max_windows > 0 ? std::min(options.max_windows, available) : available;
+
+  // The same text calibrates and evaluates: evaluate only the windows before the region
+  // calibration draws from (calib_windows.h).
+  if (!calib_text.sha256.empty() && calib_text.sha256 == eval_text.sha256) {
+    CalibWindowSpec spec = options.calibration.windows;
+    spec.seqlen = capped_calibration_seqlen(cfg, spec.seqlen);
+    const TokenRegion region =
+        calibration_region(int64_t(calib_text.ids.size()), spec, calib_text.path);
+    const int64_t before = eval_windows_before(region, result.seqlen);
+    if (before < 1)
+      throw Error(eval_text.path,
+                  "calibration draws from ids [" + std::to_string(region.begin) + ", " +
+                      std::to_string(region.end) +
+                      ") of this same text and no evaluation window of " +
+                      std::to_string(result.seqlen) +
+                      " tokens ends before them: use a longer text, a shorter window, a smaller "
+                      "calibration tail or another calibration text");
+    windows = std::min(windows, before);
+    result.eval_excludes_calibration_region = true;
+    result.note = "calibration drew from ids [" + std::to_string(region.begin) + ", " +
+                  std::to_string(region.end) + ") of the same text; evaluation used only the " +
+                  std::to_string(windows) + " windows of " + std::to_string(result.seqlen) +
+                  " tokens before them";
+  }
+  result.windows = windows;
+
+  // FP first, then every other method in the given order.
+  std::vector<Method> order{Method::fp};
+  for (Method m : options.methods)
+    if (m != Method::fp) order.push_back(m);
+
+  const int64_t scored = windows * int64_t(result.seqlen - 1);
+  const auto storage =
+      double(scored) * double(cfg.vocab_size) * 4.0 <= double(options.reference_budget_bytes)
+          ? ReferenceLogProbs::Storage::Full32
+          : ReferenceLogProbs::Storage::Full16;
+  ReferenceLogProbs reference(cfg.vocab_size, storage);
+
+  // Shares of the progress bar: a calibration that runs forwards or searches costs about as
+  // much as an evaluation; the others are nearly free.
+  std::vector<double> calib_share, eval_share;
+  double total = 0;
+  for (Method m : order) {
+    const double c = method_needs_statistics(m) || options.collect_site_stats ? 1.0 : 0.02;
+    calib_share.push_back(c);
+    eval_share.push_back(1.0);
+    total += c + 1.0;
+  }
+
+  double at = 0;
+  double fp_ppl = 0;
+  for (size_t i = 0; i < order.size(); ++i) {
+    const Method m = order[i];
+    const std::string name(method_name(m));
+    progress.check_cancel();
+    MethodResult mr;
+    mr.method = m;
+
+    // Calibration (fp and rtn: windows, settings and provenance only).
+    {
+      PhaseProgress pp(progress, events, at / total, (at + calib_share[i]) / total,
+                       "calibrate " + name);
+      at += calib_share[i];
+      pp.report(0.0);
+      CalibrationSettings settings = options.calibration;
+      settings.method = m;
+      CalibrateOptions co;
+      co.threads = options.threads;
+      co.site_statistics = options.collect_site_stats;
+      const auto t0 = Clock::now();
+      mr.session = calibrate(checkpoint, weights, calib_text, settings, co, pp.progress());
+      mr.calibration_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    }
+
+    // Evaluation over the same windows.
+    PhaseProgress pp(progress, events, at / total, (at + eval_share[i]) / total,
+                     "evaluate " + name);
+    at += eval_share[i];
+    pp.report(0.0);
+    PerplexityOptions po;
+    po.seqlen = result.seqlen;
+    po.max_windows = windows;
+    po.forward.threads = options.threads;
+    po.source = eval_text.path;
+    if (m == Method::fp)
+      po.record_reference = &reference;
+    else
+      po.kl_reference = &reference;
+    const WindowFn on_window = [&](const WindowResult& w) {
+      if (events.on_window) events.on_window(m, w);
+    };
+    const std::string started = utc_now_iso8601();
+    if (m == Method::fp) {
+      mr.eval = evaluate_perplexity(weights, eval_text.ids, po, pp.progress(), on_window);
+      fp_ppl = mr.eval.ppl;
+    } else {
+      const QuantPlan plan = make_plan(mr.session, cfg);
+      W4a4Taps::Options wo;
+      wo.threads = options.threads;
+      wo.cache_weights = windows > 1 && cache_fits(cfg);
+      W4a4Taps taps(plan, wo);
+      mr.eval = evaluate_perplexity(weights, eval_text.ids, po, pp.progress(), on_window, &taps);
+    }
+    mr.delta_ppl = mr.eval.ppl - fp_ppl;
+    mr.session.results.push_back(
+        make_record(eval_text, m, mr.session.settings.scheme, mr.eval, started));
+    result.methods.push_back(std::move(mr));
+    if (events.on_method) events.on_method(result.methods.back());
+  }
+  progress.report(1.0, "compare done");
+  return result;
+}
+
+}  // namespace mxlens
