@@ -132,7 +132,14 @@ int main(int argc, char** argv) try {
   for (Method m : {Method::hadamard, Method::duquantpp, Method::duquantpp_gptq}) {
     CalibrationSettings s = base;
     s.method = m;
-    Session session = calibrate(ckpt, weights, text, s, args.threads);
+    Session session;
+    try {
+      session = calibrate(ckpt, weights, text, s, args.threads);
+    } catch (const Error& e) {
+      if (m != Method::duquantpp_gptq) throw;
+      std::printf("%-16s skipped: %s\n", method_name(m).data(), e.what());  // e.g. GPTQ widths
+      continue;
+    }
     const CalibrationTimings& t = session.timings;
     std::printf("%-16s %10.3f %10.3f %10.3f %10.3f %10.3f\n", method_name(m).data(), t.forward,
                 t.search, t.gptq, t.statistics, t.total);

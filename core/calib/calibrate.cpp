@@ -309,6 +309,15 @@ Session calibrate(const Checkpoint& checkpoint, const LlamaWeights& weights,
                             ": must be 0 (all) or at most the " +
                             std::to_string(settings.windows.count) + " calibration windows");
 
+  // GPTQ quantizes whole 32-column groups (gptq.h): say so before minutes of searching.
+  if (method_uses_gptq(method))
+    for (Site site : kAllSites)
+      if (channels_of(cfg, site) % 32 != 0)
+        throw Error(std::string(method_name(method)),
+                    "GPTQ needs input widths that are multiples of 32, but site " +
+                        std::string(site_name(site)) + " of " + checkpoint.dir().string() +
+                        " has " + std::to_string(channels_of(cfg, site)) + " channels");
+
   Session session;
   session.settings = settings;
   session.settings.windows.seqlen = capped_calibration_seqlen(cfg, settings.windows.seqlen);

@@ -52,6 +52,8 @@ struct CalibrateOptions {
 // 128-blocks) are left unrotated — smoothing, where the method has it, still applies — and
 // Session::warnings names each such site once. QuaRot's full Hadamards have no such fallback:
 // a size without a construction is an Error("quarot", "full Hadamard of size N unsupported ...").
+// GPTQ (duquantpp-gptq) quantizes whole 32-column groups: a site width that is not a multiple
+// of 32 is an Error("duquantpp-gptq", ...) raised before any work.
 Session calibrate(const Checkpoint& checkpoint, const LlamaWeights& weights,
                   const CalibrationText& text, const CalibrationSettings& settings,
                   const CalibrateOptions& options, const Progress& progress = {});

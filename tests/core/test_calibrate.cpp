@@ -437,6 +437,17 @@ class TestCalibrate : public QObject {
       W4a4Taps taps(plan);
       QVERIFY(rel_error(fwd.logits_all(win, &taps), fwd.logits_all(win)) < kEquivalenceRelTol);
     }
+    // GPTQ needs whole 32-column groups.
+    s.method = Method::duquantpp_gptq;
+    try {
+      calibrate(ck, w, t, s, 1);
+      QFAIL("duquantpp-gptq on stories260K did not throw");
+    } catch (const Error& e) {
+      QCOMPARE(QString::fromStdString(e.source()), QString("duquantpp-gptq"));
+      QVERIFY2(e.problem().find("site down") != std::string::npos &&
+                   e.problem().find("172") != std::string::npos,
+               e.what());
+    }
     // DuQuant's 128-blocks fit no site of this model (64, 64, 64, 172 channels).
     s.method = Method::duquant;
     const Session d = calibrate(ck, w, t, s, 1);
