@@ -1,11 +1,12 @@
 // Calibration cost (algorithm.md §3, §4.6, §6, §7): for block Hadamard, DuQuant++ and DuQuant++
 // with GPTQ, the time calibrate() spends in each stage — the FP smoothing-statistics forward,
 // the rotation searches with their propagation forward, GPTQ, the SiteStats pass — and in
-// total; then the cost of running the calibrated DuQuant++ plan: FP forward vs W4A4 fake-quant
-// forward over the same windows (best of --repeats, interleaved), with the ratio.
+// total; then the cost of running the calibrated DuQuant++ plan (else the last method's): FP
+// forward vs W4A4 fake-quant forward over the same windows (best of --repeats, interleaved),
+// with the ratio.
 //
 //   bench_calibrate [--model DIR] [--data TEXT] [--windows N] [--seqlen L] [--steps S]
-//                   [--threads T] [--repeats R] [--tokenizer FILE]
+//                   [--threads T] [--repeats R] [--tokenizer FILE] [--methods LIST]
 //
 // Defaults: the shared tinystories-656k and WikiText-2 test text. Any checkpoint directory
 // works (e.g. `mxlens-cli synth --preset llama-3.2-1b --out DIR`); a model without
@@ -41,6 +42,7 @@ struct Args {
   fs::path model = fs::path(MXLENS_DATA_DEFAULT) / "tinystories-656k";
   fs::path data = fs::path(MXLENS_DATA_DEFAULT) / "wikitext-2-raw" / "wiki.test.raw";
   fs::path tokenizer;
+  std::vector<Method> methods = {Method::hadamard, Method::duquantpp, Method::duquantpp_gptq};
   int windows = 16, seqlen = 256, steps = 128, threads = 1, repeats = 3;
 };
 
@@ -51,7 +53,9 @@ Args parse(int argc, char** argv) {
     if (k == "--help" || k == "-h") {
       std::printf(
           "bench_calibrate [--model DIR] [--data TEXT] [--windows N] [--seqlen L] [--steps S]\n"
-          "                [--threads T] [--repeats R] [--tokenizer FILE]\n");
+          "                [--threads T] [--repeats R] [--tokenizer FILE] [--methods LIST]\n"
+          "  --methods: comma-separated, default hadamard,duquantpp,duquantpp-gptq; the FP vs\n"
+          "  W4A4 timing uses the last searched (or else last) method's plan\n");
       std::exit(0);
     }
     if (i + 1 >= argc) throw Error(k, "needs a value");
@@ -72,6 +76,8 @@ Args parse(int argc, char** argv) {
       a.threads = std::atoi(v);
     else if (k == "--repeats")
       a.repeats = std::atoi(v);
+    else if (k == "--methods")
+      a.methods = parse_method_list(v, "--methods");
     else
       throw Error(k, "unknown option");
   }
@@ -128,8 +134,10 @@ int main(int argc, char** argv) try {
 
   std::printf("%-16s %10s %10s %10s %10s %10s   (seconds)\n", "method", "forward", "search", "gptq",
               "statistics", "total");
-  Session duquantpp;
-  for (Method m : {Method::hadamard, Method::duquantpp, Method::duquantpp_gptq}) {
+  // The plan whose forward is timed below: DuQuant++ when it ran, else the last method.
+  Session timed;
+  bool timed_is_duquantpp = false;
+  for (Method m : args.methods) {
     CalibrationSettings s = base;
     s.method = m;
     Session session;
@@ -144,14 +152,19 @@ int main(int argc, char** argv) try {
     std::printf("%-16s %10.3f %10.3f %10.3f %10.3f %10.3f\n", method_name(m).data(), t.forward,
                 t.search, t.gptq, t.statistics, t.total);
     for (const std::string& w : session.warnings) std::printf("  warning: %s\n", w.c_str());
-    if (m == Method::duquantpp) duquantpp = std::move(session);
+    if (!timed_is_duquantpp) {
+      timed = std::move(session);
+      timed_is_duquantpp = m == Method::duquantpp;
+    }
   }
 
-  // The calibrated DuQuant++ plan against FP over the calibration windows.
+  // The calibrated plan against FP over the calibration windows.
+  if (timed.data.window_offsets.empty()) return 0;  // every method skipped
   std::vector<std::span<const int32_t>> windows;
-  for (int64_t off : duquantpp.data.window_offsets)
+  for (int64_t off : timed.data.window_offsets)
     windows.push_back(std::span<const int32_t>(ids).subspan(size_t(off), size_t(seqlen)));
-  const QuantPlan plan = make_plan(duquantpp, cfg);
+  const QuantPlan plan = make_plan(timed, cfg);
+  const std::string name = std::string(method_name(timed.settings.method));
   ForwardOptions fo;
   fo.threads = args.threads;
   LlamaForward fwd(weights, fo);
@@ -176,12 +189,12 @@ int main(int argc, char** argv) try {
   std::printf(
       "\nforward over the %zu calibration windows, best of %d (logits computed, not stored):\n",
       windows.size(), args.repeats);
-  std::printf("  FP32                                  %9.3f s  %10.0f tokens/s  1.00x\n", t_fp,
+  std::printf("  FP32                                %9.3f s  %10.0f tokens/s  1.00x\n", t_fp,
               tokens / t_fp);
-  std::printf("  W4A4 DuQuant++, weights per window    %9.3f s  %10.0f tokens/s  %.2fx FP\n", t_q,
+  std::printf("  W4A4 %-18s per window  %9.3f s  %10.0f tokens/s  %.2fx FP\n", name.c_str(), t_q,
               tokens / t_q, t_q / t_fp);
   if (cache_fits)
-    std::printf("  W4A4 DuQuant++, weights cached        %9.3f s  %10.0f tokens/s  %.2fx FP\n", t_c,
+    std::printf("  W4A4 %-18s cached      %9.3f s  %10.0f tokens/s  %.2fx FP\n", name.c_str(), t_c,
                 tokens / t_c, t_c / t_fp);
   else
     std::printf("  (weights not cached: the model's quantized weights exceed 4 GiB)\n");
