@@ -213,11 +213,18 @@ void PlotPanel::setMessage(const QString& text) {
     if (!message_item_) {
       message_item_ = new QCPItemText(plot_);
       message_item_->setLayer(QStringLiteral("overlay"));
+      // An item's parent layerable is its clip axis rect, which the message hides: detach it
+      // (setClipToAxisRect(false) alone keeps the parent and with it the hidden state).
+      message_item_->setClipToAxisRect(true);
+      message_item_->setClipAxisRect(nullptr);
       message_item_->setClipToAxisRect(false);
       message_item_->position->setType(QCPItemPosition::ptViewportRatio);
       message_item_->position->setCoords(0.5, 0.5);
       message_item_->setPositionAlignment(Qt::AlignCenter);
       message_item_->setSelectable(false);
+      QFont big = font();
+      big.setPointSizeF(big.pointSizeF() * 1.25);
+      message_item_->setFont(big);
       message_item_->setColor(plotTextColor(palette()));
     }
     message_item_->setText(text);
@@ -238,6 +245,11 @@ void PlotPanel::changeEvent(QEvent* event) {
   if (event->type() == QEvent::PaletteChange || event->type() == QEvent::ApplicationPaletteChange)
     applyPalette();
   QWidget::changeEvent(event);
+}
+
+bool PlotPanel::event(QEvent* event) {
+  if (event->type() == QEvent::Polish) applyPalette();
+  return QWidget::event(event);
 }
 
 void PlotPanel::applyPalette() {

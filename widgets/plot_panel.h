@@ -68,6 +68,11 @@ class PlotPanel : public QWidget {
   // replot(rpQueuedReplot): bursts of updates coalesce into one paint.
   void replotQueued();
 
+  // Styles every element of the plot from the widget palette. Runs on palette changes and
+  // when the panel is polished (before it is first shown), so elements a view adds after
+  // constructing the panel are covered; a view may also call it directly.
+  void applyPalette();
+
  signals:
   // Emitted after the plot took the colours of a new palette.
   void paletteApplied();
@@ -75,11 +80,11 @@ class PlotPanel : public QWidget {
 
  protected:
   void changeEvent(QEvent* event) override;
+  bool event(QEvent* event) override;
 
  private:
   void showContextMenu(const QPoint& pos);
   void exportWithDialog(const QString& suffix);
-  void applyPalette();
 
   QCustomPlot* plot_;
   QPointer<QCPItemText> message_item_;  // QPointer: a view may clear all items
