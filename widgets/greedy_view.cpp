@@ -21,6 +21,7 @@
 #include "core/util/error.h"
 #include "widgets/color_maps.h"
 #include "widgets/plot_panel.h"
+#include "widgets/readable_color.h"
 
 namespace mxlens {
 
@@ -210,7 +211,7 @@ void GreedyView::buildProfilePlot() {
 void GreedyView::recolour() {
   const QPalette& pal = palette();
   const QColor text = plotTextColor(pal);
-  const QColor accent = categoricalColor(0), best = categoricalColor(6);
+  const QColor accent = readableOn(pal, categoricalColor(0)), best = categoricalColor(6);
   objective_graph_->setPen(QPen(accent, 1.5));
   best_marker_->setPen(QPen(best, 2));
   best_marker_->setBrush(QBrush(best));
@@ -225,7 +226,11 @@ void GreedyView::recolour() {
   profile_bars_->setPen(QPen(accent.darker(130), 1));
   profile_bars_->setBrush(QBrush(bars));
   profile_start_->setPen(QPen(text, 1.5, Qt::DashLine));
-  for (PlotPanel* panel : {matrix_panel_, objective_panel_, profile_panel_}) panel->replotQueued();
+  // The panels styled their plots before this view added its colour scale, title and legend.
+  for (PlotPanel* panel : {matrix_panel_, objective_panel_, profile_panel_}) {
+    applyPlotPalette(panel->plot(), panel->palette());
+    panel->replotQueued();
+  }
 }
 
 void GreedyView::setTrace(const GreedyTrace& trace, Eigen::Ref<const RowMatrixXf> blocks) {

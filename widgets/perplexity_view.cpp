@@ -23,6 +23,7 @@
 
 #include "widgets/color_maps.h"
 #include "widgets/plot_panel.h"
+#include "widgets/readable_color.h"
 
 namespace mxlens {
 
@@ -307,7 +308,7 @@ void PerplexityView::recolour() {
     if (method == Method::fp)
       graph->setPen(QPen(text, 1.5, Qt::DashLine));
     else
-      graph->setPen(QPen(methodColor(method), 1.8));
+      graph->setPen(QPen(readableOn(palette(), methodColor(method)), 1.8));
     graph->setScatterStyle(
         QCPScatterStyle(QCPScatterStyle::ssCircle, graph->pen().color(), graph->pen().color(), 4));
   }

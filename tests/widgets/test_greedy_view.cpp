@@ -8,6 +8,7 @@
 #include <QtTest>
 
 #include <QDir>
+#include <QPalette>
 #include <QSlider>
 #include <QToolButton>
 #include <random>
@@ -162,9 +163,22 @@ class TestGreedyView : public QObject {
     QVERIFY2(view.stepText().contains("best"), qPrintable(view.stepText()));
     view.show();
     QVERIFY(QTest::qWaitForWindowExposed(&view));
+    QCoreApplication::processEvents();
     const QString png = QDir(QDir::tempPath()).filePath("mxlens_greedy_view.png");
     QVERIFY(view.grab().save(png));
     qInfo("greedy view screenshot: %s", qPrintable(png));
+    // A dark palette reaches every plot (PlotPanel restyles, the view recolours its items).
+    QPalette dark = view.palette();
+    dark.setColor(QPalette::Window, QColor(37, 37, 38));
+    dark.setColor(QPalette::Base, QColor(30, 30, 30));
+    dark.setColor(QPalette::WindowText, QColor(230, 230, 230));
+    dark.setColor(QPalette::Text, QColor(230, 230, 230));
+    dark.setColor(QPalette::ButtonText, QColor(230, 230, 230));
+    dark.setColor(QPalette::Button, QColor(50, 50, 50));
+    view.setPalette(dark);
+    QCoreApplication::processEvents();  // the plots' queued replots
+    const QString dark_png = QDir(QDir::tempPath()).filePath("mxlens_greedy_view_dark.png");
+    QVERIFY(view.grab().save(dark_png));
   }
 
   void playAdvancesAndStops() {

@@ -7,6 +7,7 @@
 #include <QComboBox>
 #include <QDir>
 #include <QListWidget>
+#include <QPalette>
 #include <QPushButton>
 #include <QSpinBox>
 #include <QStandardItemModel>
@@ -132,9 +133,18 @@ class TestPerplexityView : public QObject {
     for (int i = 0; i < 4; ++i) view.addWindow(Method::duquantpp, window(i, 6, 26.0 - 0.5 * i));
     view.show();
     QVERIFY(QTest::qWaitForWindowExposed(&view));
+    QCoreApplication::processEvents();
     const QString png = QDir(QDir::tempPath()).filePath("mxlens_perplexity_view.png");
     QVERIFY(view.grab().save(png));
     qInfo("perplexity view screenshot: %s", qPrintable(png));
+    QPalette dark = view.palette();
+    dark.setColor(QPalette::Window, QColor(37, 37, 38));
+    dark.setColor(QPalette::Base, QColor(30, 30, 30));
+    dark.setColor(QPalette::WindowText, QColor(230, 230, 230));
+    dark.setColor(QPalette::Text, QColor(230, 230, 230));
+    view.setPalette(dark);
+    QCoreApplication::processEvents();  // the chart's queued replot
+    QVERIFY(view.grab().save(QDir(QDir::tempPath()).filePath("mxlens_perplexity_view_dark.png")));
 
     view.resetResults();
     QCOMPARE(view.tableRowCount(), 0);
