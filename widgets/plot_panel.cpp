@@ -89,6 +89,13 @@ void applyPlotPalette(QCustomPlot* plot, const QPalette& palette) {
   }
 }
 
+QSharedPointer<QCPAxisTicker> integerAxisTicker() {
+  auto ticker = QSharedPointer<QCPAxisTickerFixed>::create();
+  ticker->setTickStep(1.0);
+  ticker->setScaleStrategy(QCPAxisTickerFixed::ssMultiples);  // 1, 2, 5, 10, ... × 1
+  return ticker;
+}
+
 void linkAxes(QCPAxis* a, QCPAxis* b) {
   // QCPAxis::setRange returns early when the range is unchanged, so the pair settles after
   // one round trip instead of recursing.

@@ -11,11 +11,13 @@
 
 #include <QColor>
 #include <QPointer>
+#include <QSharedPointer>
 #include <QString>
 #include <QWidget>
 
 class QCustomPlot;
 class QCPAxis;
+class QCPAxisTicker;
 class QCPItemText;
 class QCPLayerable;
 class QPalette;
@@ -38,6 +40,9 @@ QColor plotGridColor(const QPalette& palette);
 // A line colour for overlays (block boundaries) that reads on both the plot background and a
 // heatmap: the text colour at partial opacity.
 QColor plotOverlayColor(const QPalette& palette, int alpha = 110);
+
+// Ticks on integers only (channels, blocks, rows, exponents): never 2.5 of a block.
+QSharedPointer<QCPAxisTicker> integerAxisTicker();
 
 // Keeps the ranges of two axes equal in both directions (zooming one zooms the other); the
 // other axis' plot is replotted (queued) when it lives in a different QCustomPlot.
