@@ -1,5 +1,8 @@
 #include "widgets/plot_panel.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include <qcustomplot.h>
 #include <QContextMenuEvent>
 #include <QDir>
@@ -89,11 +92,28 @@ void applyPlotPalette(QCustomPlot* plot, const QPalette& palette) {
   }
 }
 
+namespace {
+
+// QCustomPlot's readable steps (1, 2, 2.5, 5 × 10ⁿ) restricted to integers: 2.5 becomes 2,
+// anything below 1 becomes 1, and sub-ticks only fall on integers.
+class IntegerAxisTicker : public QCPAxisTicker {
+ protected:
+  double getTickStep(const QCPRange& range) override {
+    const double step = QCPAxisTicker::getTickStep(range);
+    if (step <= 1) return 1;
+    if (step < 10) return step == 2.5 ? 2.0 : std::round(step);
+    return std::round(step);
+  }
+  int getSubTickCount(double tickStep) override {
+    if (tickStep < 10) return std::max(0, int(tickStep) - 1);
+    return QCPAxisTicker::getSubTickCount(tickStep);
+  }
+};
+
+}  // namespace
+
 QSharedPointer<QCPAxisTicker> integerAxisTicker() {
-  auto ticker = QSharedPointer<QCPAxisTickerFixed>::create();
-  ticker->setTickStep(1.0);
-  ticker->setScaleStrategy(QCPAxisTickerFixed::ssMultiples);  // 1, 2, 5, 10, ... × 1
-  return ticker;
+  return QSharedPointer<IntegerAxisTicker>::create();
 }
 
 void linkAxes(QCPAxis* a, QCPAxis* b) {
