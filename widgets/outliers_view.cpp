@@ -141,6 +141,8 @@ void OutliersView::buildHeatmapPlot() {
     for (QCPAxis* axis : rect->axes()) axis->grid()->setVisible(false);
     rect->axis(QCPAxis::atBottom)->setLabel(QStringLiteral("channel"));
     rect->axis(QCPAxis::atLeft)->setRangeReversed(true);  // row 0 on top, like a matrix
+    rect->axis(QCPAxis::atBottom)->setTicker(integerAxisTicker());
+    rect->axis(QCPAxis::atLeft)->setTicker(integerAxisTicker());
   }
   before_rect_->axis(QCPAxis::atLeft)->setLabel(QStringLiteral("sampled token row"));
 
@@ -160,6 +162,7 @@ void OutliersView::buildBarsPlot() {
   plot->xAxis->setLabel(QStringLiteral("channel"));
   plot->yAxis->setLabel(QStringLiteral("absmax |x|"));
   plot->xAxis->grid()->setVisible(false);
+  plot->xAxis->setTicker(integerAxisTicker());
   auto* group = new QCPBarsGroup(plot);
   group->setSpacingType(QCPBarsGroup::stAbsolute);
   group->setSpacing(0);
@@ -348,7 +351,7 @@ void OutliersView::resetBars() {
   for (const auto* v : {&absmax_before_, &absmax_after_})
     for (float a : *v)
       if (std::isfinite(a)) top = std::max(top, double(a));
-  plot->yAxis->setRange(0, top > 0 ? top * 1.12 : 1.0);  // headroom for the labels
+  plot->yAxis->setRange(0, top > 0 ? top * 1.3 : 1.0);  // room for the labels and legend
 }
 
 QVector<double> OutliersView::absmaxBars(bool after) const {
