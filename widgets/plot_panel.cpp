@@ -286,18 +286,24 @@ void PlotPanel::applyPalette() {
   replotQueued();
 }
 
-void PlotPanel::showContextMenu(const QPoint& pos) {
-  QMenu menu(this);
-  menu.addAction(tr("Reset view"), this, &PlotPanel::resetView);
-  menu.addSeparator();
-  menu.addAction(tr("Export PNG…"), this, [this] { exportWithDialog(QStringLiteral("png")); });
-  QAction* svg =
-      menu.addAction(svgExportAvailable() ? tr("Export SVG…")
-                                          : tr("Export SVG… (not available: built without Qt SVG)"),
-                     this, [this] { exportWithDialog(QStringLiteral("svg")); });
+QMenu* PlotPanel::createContextMenu(QWidget* parent) {
+  auto* menu = new QMenu(parent);
+  menu->addAction(tr("Reset view"), this, &PlotPanel::resetView);
+  menu->addSeparator();
+  menu->addAction(tr("Export PNG…"), this, [this] { exportWithDialog(QStringLiteral("png")); });
+  QAction* svg = menu->addAction(svgExportAvailable()
+                                     ? tr("Export SVG…")
+                                     : tr("Export SVG… (not available: built without Qt SVG)"),
+                                 this, [this] { exportWithDialog(QStringLiteral("svg")); });
   svg->setEnabled(svgExportAvailable());
-  menu.addAction(tr("Export PDF…"), this, [this] { exportWithDialog(QStringLiteral("pdf")); });
-  menu.exec(plot_->mapToGlobal(pos));
+  menu->addAction(tr("Export PDF…"), this, [this] { exportWithDialog(QStringLiteral("pdf")); });
+  return menu;
+}
+
+void PlotPanel::showContextMenu(const QPoint& pos) {
+  QMenu* menu = createContextMenu(this);
+  menu->setAttribute(Qt::WA_DeleteOnClose);
+  menu->popup(plot_->mapToGlobal(pos));
 }
 
 void PlotPanel::exportWithDialog(const QString& suffix) {

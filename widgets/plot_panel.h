@@ -20,6 +20,7 @@ class QCPAxis;
 class QCPAxisTicker;
 class QCPItemText;
 class QCPLayerable;
+class QMenu;
 class QPalette;
 
 namespace mxlens {
@@ -69,6 +70,10 @@ class PlotPanel : public QWidget {
   void setExportName(const QString& base_name) { export_name_ = base_name; }
   QString exportName() const { return export_name_; }
   bool exportTo(const QString& path, QString* error = nullptr) const;
+
+  // The context menu the plot shows: Reset view, Export PNG…/SVG…/PDF… (SVG disabled, saying
+  // why, without Qt SVG). The caller owns the menu; a view may add its own actions.
+  QMenu* createContextMenu(QWidget* parent = nullptr);
 
   // replot(rpQueuedReplot): bursts of updates coalesce into one paint.
   void replotQueued();
