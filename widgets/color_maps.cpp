@@ -68,9 +68,15 @@ QCPColorGradient categoricalGradient(int lo, int hi) {
     gradient.setLevelCount(2);
     return gradient;
   }
-  // Level i lies at position i/(levels-1); a stop exactly there gives it its colour.
-  for (int i = 0; i < levels; ++i)
-    gradient.setColorStopAt(double(i) / double(levels - 1), categoricalColor(i));
+  // Level i lies at position i/(levels-1). Each level gets a flat band of its colour (two
+  // stops just inside the band's edges), so rounding in QCustomPlot's interpolation cannot
+  // blend a neighbour into it.
+  const double step = 1.0 / double(levels - 1), half = 0.49 * step;
+  for (int i = 0; i < levels; ++i) {
+    const double centre = double(i) * step;
+    gradient.setColorStopAt(std::max(0.0, centre - half), categoricalColor(i));
+    gradient.setColorStopAt(std::min(1.0, centre + half), categoricalColor(i));
+  }
   gradient.setLevelCount(std::max(2, levels));
   return gradient;
 }

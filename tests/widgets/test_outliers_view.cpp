@@ -2,11 +2,13 @@
 // labelled channels, block lines, hover text; exports; empty stats; switching stats.
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <numeric>
 
 #include <QDir>
 #include <QElapsedTimer>
 #include <QFile>
+#include <QMenu>
 #include <QTemporaryDir>
 #include <QtTest>
 
@@ -251,6 +253,23 @@ class TestOutliersView : public QObject {
     QVERIFY2(error.contains("o.xyz") && error.contains("unknown"), qPrintable(error));
     QVERIFY(!exportPlot(view.heatmapPlot(), dir.filePath("missing/dir/o.png"), &error));
     QVERIFY2(error.contains("missing/dir/o.png"), qPrintable(error));
+  }
+
+  void everyPlotHasTheExportMenu() {
+    OutliersView view;
+    for (PlotPanel* panel : {view.heatmapPanel(), view.barsPanel()}) {
+      QCOMPARE(panel->plot()->contextMenuPolicy(), Qt::CustomContextMenu);
+      std::unique_ptr<QMenu> menu(panel->createContextMenu());
+      QStringList texts;
+      for (QAction* a : menu->actions())
+        if (!a->isSeparator()) texts << a->text();
+      QCOMPARE(texts.size(), 4);
+      QCOMPARE(texts[0], QStringLiteral("Reset view"));
+      QCOMPARE(texts[1], QStringLiteral("Export PNG…"));
+      QVERIFY(texts[2].startsWith(QStringLiteral("Export SVG…")));
+      QCOMPARE(texts[3], QStringLiteral("Export PDF…"));
+      QCOMPARE(menu->actions()[3]->isEnabled(), svgExportAvailable());
+    }
   }
 
   void noSamplesShowsMessage() {

@@ -150,6 +150,40 @@ class TestScalesView : public QObject {
     QVERIFY(categoricalColor(0) != categoricalColor(1));
   }
 
+  void colorMapsAreWhatTheySay() {
+    // Categorical: byte lo + i gets categoricalColor(i), exactly, for every byte of a range.
+    const int lo = 120, hi = 140;
+    QCPColorGradient cat = categoricalGradient(lo, hi);
+    for (int b = lo; b <= hi; ++b)
+      QCOMPARE(QColor(cat.color(b, QCPRange(lo, hi))), categoricalColor(b - lo));
+    QVERIFY(categoricalColor(0) != categoricalColor(1));
+    QCOMPARE(categoricalColor(categoricalColorCount()), categoricalColor(0));
+    QCPColorGradient one = categoricalGradient(7, 7);
+    QCOMPARE(QColor(one.color(7, QCPRange(6.5, 7.5))), categoricalColor(0));
+    // Diverging: white exactly at 0 of a symmetric range, blue below, red above.
+    QCPColorGradient div = divergingGradient();
+    const QCPRange sym = symmetricRange(3.0);
+    QCOMPARE(sym, QCPRange(-3, 3));
+    QCOMPARE(QColor(div.color(0.0, sym)), QColor(Qt::white));
+    QVERIFY(QColor(div.color(-3.0, sym)).blue() > QColor(div.color(-3.0, sym)).red());
+    QVERIFY(QColor(div.color(3.0, sym)).red() > QColor(div.color(3.0, sym)).blue());
+    QCOMPARE(symmetricRange(0.0), QCPRange(-1, 1));
+    // Sequential: viridis' ends, luma (Rec. 709) rising.
+    QCPColorGradient seq = sequentialGradient();
+    QCOMPARE(QColor(seq.color(0.0, QCPRange(0, 1))), QColor(0x44, 0x01, 0x54));
+    QCOMPARE(QColor(seq.color(1.0, QCPRange(0, 1))), QColor(0xFD, 0xE7, 0x25));
+    double last = -1;
+    for (int i = 0; i <= 8; ++i) {
+      const QColor c(seq.color(i / 8.0, QCPRange(0, 1)));
+      const double l = 0.2126 * c.redF() + 0.7152 * c.greenF() + 0.0722 * c.blueF();
+      QVERIFY(l > last);
+      last = l;
+    }
+    QCOMPARE(powerOfTwoLabel(-3), QStringLiteral("2⁻³"));
+    QCOMPARE(powerOfTwoLabel(12), QStringLiteral("2¹²"));
+    QCOMPARE(powerOfTwoLabel(0), QStringLiteral("2⁰"));
+  }
+
   void hoverNamesRowBlockAndScale() {
     const SiteStats s = makeStats();
     const QuantOptions mx;
