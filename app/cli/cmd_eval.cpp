@@ -1,16 +1,25 @@
-// mxlens-cli eval: FP32 perplexity of a checkpoint on a text file (algorithm.md §8).
+// mxlens-cli eval: perplexity of a checkpoint on a text file (algorithm.md §8), FP32 or the
+// fake-quantized model of a calibration session.
 #include <unistd.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 
+#include "app/cli/cli_progress.h"
 #include "app/cli/commands.h"
+#include "core/calib/calib_windows.h"
+#include "core/calib/session.h"
 #include "core/eval/perplexity.h"
+#include "core/io/model_fingerprint.h"
+#include "core/io/session_file.h"
 #include "core/model/checkpoint.h"
+#include "core/quant/w4a4_taps.h"
 #include "core/text/tokenizer.h"
 #include "core/util/error.h"
 
@@ -26,54 +35,34 @@ struct EvalArgs {
   int threads = 0;
   bool bos = false;
   bool json = false;
+  std::string session;  // evaluate the session's quantized model instead of FP
+  bool kl = false;      // with --session: also KL and top-1 against FP (runs FP first)
+  bool record = false;  // with --session: append the result to the session file
 };
 
-std::string format_duration(double s) {
-  if (!std::isfinite(s) || s < 0) return "--:--";
-  const long t = std::lround(s);
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
   char buf[32];
-  if (t >= 3600)
-    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
-  else
-    std::snprintf(buf, sizeof buf, "%ld:%02ld", t / 60, t % 60);
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
 }
 
-// One line on stderr, redrawn per window: bar, windows done, running PPL, ETA.
-class ProgressBar {
- public:
-  explicit ProgressBar(bool enabled) : enabled_(enabled), start_(clock::now()) {}
-  void update(const WindowResult& w) {
-    if (!enabled_) return;
-    const double done = double(w.window + 1) / double(w.windows);
-    const double elapsed = std::chrono::duration<double>(clock::now() - start_).count();
-    const double eta = elapsed / done * (1 - done);
-    constexpr int kWidth = 30;
-    const int filled = int(done * kWidth);
-    std::string bar(size_t(filled), '=');
-    if (filled < kWidth) bar += '>' + std::string(size_t(kWidth - filled - 1), ' ');
-    std::fprintf(stderr, "\r[%s] %lld/%lld windows  ppl %.4f  ETA %s ", bar.c_str(),
-                 static_cast<long long>(w.window + 1), static_cast<long long>(w.windows),
-                 w.running_ppl, format_duration(eta).c_str());
-    std::fflush(stderr);
-  }
-  void finish() {
-    if (enabled_) std::fprintf(stderr, "\n");
-  }
-
- private:
-  using clock = std::chrono::steady_clock;
-  bool enabled_;
-  clock::time_point start_;
-};
-
 void run_eval(const EvalArgs& a) {
+  if (a.session.empty() && (a.kl || a.record))
+    throw Error(a.kl ? "--kl" : "--record", "needs --session (FP against itself has KL 0)");
   const Checkpoint ckpt = Checkpoint::open(a.model_dir);
   const auto tokenizer_json = ckpt.tokenizer_json();
   if (!tokenizer_json)
     throw Error(a.model_dir,
                 "has no tokenizer.json; eval needs the model's tokenizer to read --data");
   check_seqlen(ckpt.config(), a.seqlen);  // before the (slower) tokenization
+  std::optional<Session> session;
+  if (!a.session.empty()) {
+    session = load_session(a.session);
+    check_session_model(*session, model_fingerprint(ckpt), a.session);
+  }
   const Tokenizer tokenizer = Tokenizer::load(*tokenizer_json);
   const LlamaWeights weights(ckpt);
   const std::vector<int32_t> ids = tokenize_text_file(tokenizer, a.data, a.bos);
@@ -83,11 +72,72 @@ void run_eval(const EvalArgs& a) {
   opt.max_windows = a.windows;
   opt.forward.threads = a.threads;
   opt.source = a.data;
-  ProgressBar bar(isatty(STDERR_FILENO) == 1);
+  std::string note;
+  std::string data_sha;
+  if (session) {
+    data_sha = sha256_file(a.data);
+    if (data_sha == session->data.text_sha256) {
+      // The session calibrated on this text: score only the windows before its region.
+      const int64_t usable = eval_windows_before(session->data.region, a.seqlen);
+      if (usable < 1)
+        throw Error(a.data, "the session calibrated on the start of this text (ids from " +
+                                std::to_string(session->data.region.begin) +
+                                "), leaving no evaluation window of " + std::to_string(a.seqlen) +
+                                " tokens before it; evaluate another text or a shorter --seqlen");
+      opt.max_windows = a.windows > 0 ? std::min(a.windows, usable) : usable;
+      note = "the session calibrated on ids [" + std::to_string(session->data.region.begin) + ", " +
+             std::to_string(session->data.region.end) + ") of this text; only the " +
+             std::to_string(opt.max_windows) + " windows before them are scored";
+    }
+  }
+  ProgressLine bar;
   Progress progress;
-  const PerplexityResult r = evaluate_perplexity(weights, ids, opt, progress,
-                                                 [&](const WindowResult& w) { bar.update(w); });
+  std::optional<ReferenceLogProbs> reference;
+  std::optional<PerplexityResult> fp;
+  if (session && a.kl) {
+    reference.emplace(ckpt.config().vocab_size, ReferenceLogProbs::Storage::Full16);
+    PerplexityOptions fp_opt = opt;
+    fp_opt.record_reference = &*reference;
+    fp = evaluate_perplexity(weights, ids, fp_opt, progress,
+                             [&](const WindowResult& w) { bar.update(w); });
+    bar.finish();
+    opt.kl_reference = &*reference;
+  }
+  std::optional<QuantPlan> plan;
+  std::optional<W4a4Taps> taps;
+  if (session) {
+    plan.emplace(make_plan(*session, ckpt.config()));
+    W4a4Taps::Options topt;
+    topt.threads = a.threads;
+    topt.cache_weights = ckpt.file_size_bytes() < (uint64_t(1) << 30);
+    taps.emplace(*plan, topt);
+  }
+  const std::string started = utc_now();
+  const PerplexityResult r = evaluate_perplexity(
+      weights, ids, opt, progress, [&](const WindowResult& w) { bar.update(w); },
+      taps ? &*taps : nullptr);
   bar.finish();
+  if (session && a.record) {
+    EvalRecord rec;
+    rec.dataset = a.data;
+    rec.dataset_sha256 = data_sha;
+    rec.method = std::string(method_name(session->settings.method));
+    rec.scheme = session->settings.scheme.describe();
+    rec.seqlen = r.seqlen;
+    rec.windows = r.windows;
+    rec.tokens_scored = r.tokens_scored;
+    rec.window_nll = r.window_nll;
+    rec.ppl = r.ppl;
+    rec.nll_mean = r.nll_mean;
+    if (r.kl) {
+      rec.kl_mean = r.kl->mean;
+      rec.top1 = r.kl->top1_agreement;
+    }
+    rec.started_utc = started;
+    rec.finished_utc = utc_now();
+    session->results.push_back(std::move(rec));
+    save_session(*session, a.session);
+  }
 
   if (a.json) {
     nlohmann::json j;
@@ -109,12 +159,34 @@ void run_eval(const EvalArgs& a) {
     j["tokens_per_s"] = r.tokens_per_s;
     j["window_nll"] = r.window_nll;
     j["window_ppl"] = r.window_ppl;
+    if (session) {
+      j["session"] = a.session;
+      j["method"] = method_name(session->settings.method);
+      j["scheme"] = session->settings.scheme.describe();
+      j["note"] = note;
+      j["recorded"] = a.record;
+    }
+    if (fp) {
+      j["fp_ppl"] = fp->ppl;
+      j["delta_ppl"] = r.ppl - fp->ppl;
+    }
+    if (r.kl) {
+      j["kl"] = r.kl->mean;
+      j["kl_stderr"] = r.kl->mean_stderr;
+      j["top1"] = r.kl->top1_agreement;
+    }
     std::printf("%s\n", j.dump().c_str());
     return;
   }
   const int64_t all_windows = perplexity_window_count(r.tokens_total, r.seqlen);
   const int64_t dropped = r.tokens_total - all_windows * r.seqlen;
   std::printf("model          %s\n", a.model_dir.c_str());
+  if (session) {
+    std::printf("session        %s: %s, %s\n", a.session.c_str(),
+                std::string(method_name(session->settings.method)).c_str(),
+                session->settings.scheme.describe().c_str());
+    if (!note.empty()) std::printf("note           %s\n", note.c_str());
+  }
   std::printf("data           %s (%lld tokens%s)\n", a.data.c_str(),
               static_cast<long long>(r.tokens_total), a.bos ? ", BOS prepended" : "");
   std::printf("windows        %lld x %d tokens (%lld in the text, tail of %lld tokens dropped)\n",
@@ -123,7 +195,12 @@ void run_eval(const EvalArgs& a) {
   std::printf("PPL            %.4f +/- %.4f  [%.4f, %.4f]\n", r.ppl, (r.ppl_high - r.ppl_low) / 2,
               r.ppl_low, r.ppl_high);
   std::printf("NLL            %.6f +/- %.6f nats/token\n", r.nll_mean, r.nll_stderr);
+  if (fp) std::printf("FP PPL         %.4f (dPPL %+.4f)\n", fp->ppl, r.ppl - fp->ppl);
+  if (r.kl)
+    std::printf("KL to FP       %.6f +/- %.6f nats/token, top-1 agreement %.2f%%\n", r.kl->mean,
+                r.kl->mean_stderr, 100 * r.kl->top1_agreement);
   std::printf("tokens scored  %lld\n", static_cast<long long>(r.tokens_scored));
+  if (session && a.record) std::printf("recorded in    %s\n", a.session.c_str());
   std::printf("speed          %.1f tokens/s (threads %d, %.2f s)\n", r.tokens_per_s, a.threads,
               r.seconds);
 }
@@ -134,7 +211,8 @@ void register_eval(CLI::App& app) {
   auto args = std::make_shared<EvalArgs>();
   auto* cmd = app.add_subcommand(
       "eval",
-      "FP32 perplexity of a checkpoint on a text file: non-overlapping windows of --seqlen tokens, "
+      "Perplexity of a checkpoint (FP32, or W4A4 with --session) on a text file: non-overlapping "
+      "windows of --seqlen tokens, "
       "tail dropped, every predicted position scored (WikiText-2 protocol). The text is read as "
       "is and tokenized once without special tokens; --bos prepends one BOS to the whole text "
       "(not per window).");
@@ -153,6 +231,13 @@ void register_eval(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--bos", args->bos, "Prepend one BOS token to the whole text");
   cmd->add_flag("--json", args->json, "Print one JSON object instead of text");
+  cmd->add_option("--session", args->session,
+                  "Evaluate the W4A4 model of this calibration session (mxlens-cli calibrate); "
+                  "if it calibrated on --data, only the windows before its region are scored");
+  cmd->add_flag("--kl", args->kl,
+                "With --session: run FP first and report KL(FP || quantized) and top-1 agreement");
+  cmd->add_flag("--record", args->record,
+                "With --session: append this result to the session file (saved atomically)");
   cmd->callback([args] { run_eval(*args); });
 }
 

@@ -12,5 +12,7 @@ void register_quantize(CLI::App& app);
 void register_demo(CLI::App& app);
 void register_synth(CLI::App& app);
 void register_plant(CLI::App& app);
+void register_calibrate(CLI::App& app);
+void register_compare(CLI::App& app);
 
 }  // namespace mxlens::cli

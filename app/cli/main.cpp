@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   mxlens::cli::register_demo(app);
   mxlens::cli::register_synth(app);
   mxlens::cli::register_plant(app);
+  mxlens::cli::register_calibrate(app);
+  mxlens::cli::register_compare(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
