@@ -81,7 +81,7 @@ double block_objective(const RowMatrixXf& x) {
 
 bool same_floats(const Eigen::MatrixXf& a, const Eigen::MatrixXf& b) {
   return a.rows() == b.rows() && a.cols() == b.cols() &&
-         std::memcmp(a.data(), b.data(), size_t(a.size()) * sizeof(float)) == 0;
+         (a.size() == 0 || std::memcmp(a.data(), b.data(), size_t(a.size()) * sizeof(float)) == 0);
 }
 
 bool same_transform(const ChannelTransform& a, const ChannelTransform& b) {
