@@ -320,7 +320,11 @@ void OutliersView::addLabels() {
     label->setClipToAxisRect(true);
     label->setSelectable(false);
     label->position->setCoords(c, std::isfinite(key(c)) ? key(c) : 0.0);
-    label->setPositionAlignment(Qt::AlignHCenter | Qt::AlignBottom);
+    // Near the plot's edges the text grows inwards so it is not clipped at the full view.
+    const Qt::Alignment h = c > channels_ * 0.96   ? Qt::AlignRight
+                            : c < channels_ * 0.04 ? Qt::AlignLeft
+                                                   : Qt::AlignHCenter;
+    label->setPositionAlignment(h | Qt::AlignBottom);
     label->setText(QString::number(c));
     label->setPadding(QMargins(0, 0, 0, 2 + level * line_px));
     label_items_ << label;
