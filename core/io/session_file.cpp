@@ -12,6 +12,8 @@
 #include <fstream>
 #include <system_error>
 
+#include <nlohmann/json.hpp>
+
 #include "core/io/hdf5_util.h"
 #include "core/util/error.h"
 
@@ -289,6 +291,7 @@ void write_file(const Session& s, hid_t file, const SessionSaveOptions& options)
     h5::write_attr<int64_t>(g, "text_tokens", d.text_tokens);
     h5::write_attr<int64_t>(g, "region_begin", d.region.begin);
     h5::write_attr<int64_t>(g, "region_end", d.region.end);
+    h5::write_string_dataset(g, "warnings_json", nlohmann::json(s.warnings).dump());
     h5::write_attr<double>(g, "time_forward_s", t.forward);
     h5::write_attr<double>(g, "time_statistics_s", t.statistics);
     h5::write_attr<double>(g, "time_search_s", t.search);
@@ -577,6 +580,14 @@ Session read_file(hid_t file, const std::string& name) {
     d.text_tokens = h5::read_attr<int64_t>(g, "text_tokens");
     d.region.begin = h5::read_attr<int64_t>(g, "region_begin");
     d.region.end = h5::read_attr<int64_t>(g, "region_end");
+    if (h5::has_child(g, "warnings_json")) {
+      try {
+        s.warnings = nlohmann::json::parse(h5::read_string_dataset(g, "warnings_json"))
+                         .get<std::vector<std::string>>();
+      } catch (const nlohmann::json::exception& e) {
+        throw Error(name + ":/calibration/warnings_json", std::string("malformed: ") + e.what());
+      }
+    }
     t.forward = h5::read_attr<double>(g, "time_forward_s");
     t.statistics = h5::read_attr<double>(g, "time_statistics_s");
     t.search = h5::read_attr<double>(g, "time_search_s");

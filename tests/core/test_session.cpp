@@ -470,6 +470,7 @@ void compare_sessions(const Session& a, const Session& b) {
     }
   QCOMPARE(a.results.size(), b.results.size());
   for (size_t i = 0; i < a.results.size(); ++i) compare_eval(a.results[i], b.results[i]);
+  QCOMPARE(a.warnings, b.warnings);
 }
 
 // What external readers find beside the round-tripped data (formats.md §5.1): the one-block
@@ -639,7 +640,8 @@ class TestSession : public QObject {
   void roundTripEveryField() {
     const Checkpoint ckpt = Checkpoint::open(test::model_656k());
     QCOMPARE(ckpt.config().num_layers, 2);
-    const Session s = make_session(ckpt);
+    Session s = make_session(ckpt);
+    s.warnings = {"layer 0 site down left unrotated: 172 channels", "ümlaut \"quoted\""};
     const fs::path file = dir() / "rich.mxsession";
     std::vector<std::string> parts;
     SessionSaveOptions opt;
