@@ -1,26 +1,48 @@
 #include "app/gui/main_window.h"
 
 #include <QAction>
+#include <QActionGroup>
 #include <QCloseEvent>
+#include <QComboBox>
 #include <QDir>
 #include <QDockWidget>
+#include <QElapsedTimer>
 #include <QFileDialog>
 #include <QFileInfo>
+#include <QHash>
 #include <QKeySequence>
 #include <QLabel>
 #include <QMenu>
 #include <QMenuBar>
 #include <QMessageBox>
 #include <QMimeData>
+#include <QProgressBar>
+#include <QScrollArea>
 #include <QSettings>
+#include <QSplitter>
+#include <QStackedWidget>
 #include <QStatusBar>
+#include <QTabWidget>
+#include <QThread>
+#include <QToolBar>
+#include <QToolButton>
 #include <QUrl>
 #include <exception>
 
+#include "app/gui/job_runner.h"
 #include "app/gui/model_summary_panel.h"
+#include "app/gui/model_tree.h"
+#include "app/gui/site_views.h"
+#include "app/gui/workbench_jobs.h"
+#include "core/calib/session.h"
 #include "core/model/checkpoint.h"
+#include "core/model/llama_model.h"
 #include "core/util/error.h"
 #include "mxlens/gpu/cuda.h"
+#include "widgets/greedy_view.h"
+#include "widgets/outliers_view.h"
+#include "widgets/perplexity_view.h"
+#include "widgets/scales_view.h"
 
 namespace mxlens::gui {
 
@@ -29,7 +51,48 @@ namespace {
 constexpr const char* kRecentKey = "recentCheckpoints";
 constexpr const char* kGeometryKey = "mainWindow/geometry";
 constexpr const char* kStateKey = "mainWindow/state";
+constexpr const char* kSplitterKey = "mainWindow/leftSplitter";
+constexpr const char* kTabKey = "mainWindow/tab";
 constexpr const char* kLastDirKey = "lastCheckpointParent";
+constexpr const char* kLastSessionDirKey = "lastSessionDir";
+constexpr const char* kMethodKey = "method";
+constexpr const char* kCalibTextKey = "calibrationText";
+constexpr const char* kEvalTextKey = "evaluationText";
+constexpr const char* kThreadsKey = "compute/threads";
+constexpr const char* kPplMethodsKey = "perplexity/methods";
+constexpr const char* kPplScaleRuleKey = "perplexity/scaleRule";
+constexpr const char* kPplWindowsKey = "perplexity/windows";
+constexpr const char* kPplSeqlenKey = "perplexity/seqlen";
+
+// Job tags: a tag names what a job is for; posting one replaces a waiting one with the same.
+constexpr const char* kOpenTag = "open";
+constexpr const char* kCalibrateTag = "calibrate";
+constexpr const char* kCompareTag = "compare";
+constexpr const char* kLoadSessionTag = "load-session";
+constexpr const char* kSaveSessionTag = "save-session";
+constexpr const char* kTextTag = "text";
+constexpr const char* kEvalTextTag = "eval-text";
+constexpr const char* kDemoTag = "demo";
+
+QString failure_title(const QString& tag) {
+  if (tag == kOpenTag) return QObject::tr("Could not prepare the model");
+  if (tag == kCalibrateTag) return QObject::tr("Calibration failed");
+  if (tag == kCompareTag) return QObject::tr("Perplexity run failed");
+  if (tag == kLoadSessionTag) return QObject::tr("Could not open session");
+  if (tag == kSaveSessionTag) return QObject::tr("Could not save session");
+  if (tag == kTextTag || tag == kEvalTextTag) return QObject::tr("Could not read the text");
+  if (tag == kDemoTag) return QObject::tr("Could not create the demo model");
+  return QObject::tr("Job failed");
+}
+
+QString method_qname(Method m) {
+  return QString::fromLatin1(method_name(m).data(), qsizetype(method_name(m).size()));
+}
+
+QString format_eta(double seconds) {
+  const int s = int(seconds + 0.5);
+  return QStringLiteral("%1:%2").arg(s / 60).arg(s % 60, 2, 10, QLatin1Char('0'));
+}
 
 }  // namespace
 
@@ -39,29 +102,183 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   report_error_ = [this](const QString& title, const QString& message) {
     QMessageBox::critical(this, title, message);
   };
+  job_clock_ = std::make_unique<QElapsedTimer>();
 
-  summary_ = new ModelSummaryPanel(this);
-  summary_->setObjectName("modelSummary");
-  setCentralWidget(summary_);
+  QSettings settings;
+  threads_ = std::max(1, settings.value(kThreadsKey, QThread::idealThreadCount()).toInt());
+  calibration_text_ = settings.value(kCalibTextKey).toString();
+  evaluation_text_ = settings.value(kEvalTextKey).toString();
 
+  runner_ = new JobRunner(this);
+  createCentre();
+  createModelDock();
+  createToolBar();
+  createStatusBar();
   createFileMenu();
   createViewMenu();
   createRunMenu();
   createHelpMenu();
+  connectRunner();
 
-  backend_label_ = new QLabel(QString::fromStdString(gpu::cuda_status()), this);
-  backend_label_->setObjectName("backendStatus");
-  statusBar()->addPermanentWidget(backend_label_);
-  statusBar()->showMessage(tr("Open a checkpoint directory to begin"));
+  site_views_ =
+      std::make_unique<SiteViews>(outliers_, scales_, greedy_, greedy_stack_, greedy_message_);
+  observers_ = {tree_, site_views_.get()};
 
-  QSettings settings;
   restoreGeometry(settings.value(kGeometryKey).toByteArray());
   restoreState(settings.value(kStateKey).toByteArray());
-  if (settings.value(kGeometryKey).isNull()) resize(1100, 720);
+  left_splitter_->restoreState(settings.value(kSplitterKey).toByteArray());
+  tabs_->setCurrentIndex(settings.value(kTabKey, 0).toInt());
+  if (settings.value(kGeometryKey).isNull()) resize(1280, 800);
+  statusBar()->showMessage(tr("Open a checkpoint directory, or File ▸ Open Demo, to begin"));
   updateTitle();
+  updateActions();
 }
 
-MainWindow::~MainWindow() = default;
+MainWindow::~MainWindow() {
+  // The runner first: its thread may still be delivering to the panels.
+  delete runner_;
+  runner_ = nullptr;
+}
+
+// --- building the window -------------------------------------------------------------------
+
+void MainWindow::createCentre() {
+  tabs_ = new QTabWidget(this);
+  tabs_->setObjectName("viewTabs");
+  tabs_->setDocumentMode(true);
+  outliers_ = new OutliersView(tabs_);
+  outliers_->setObjectName("outliersView");
+  scales_ = new ScalesView(tabs_);
+  scales_->setObjectName("scalesView");
+  greedy_stack_ = new QStackedWidget(tabs_);
+  greedy_stack_->setObjectName("greedyStack");
+  greedy_ = new GreedyView(greedy_stack_);
+  greedy_->setObjectName("greedyView");
+  greedy_message_ = new QLabel(greedy_stack_);
+  greedy_message_->setObjectName("greedyMessage");
+  greedy_message_->setAlignment(Qt::AlignCenter);
+  greedy_message_->setWordWrap(true);
+  greedy_message_->setMargin(24);
+  greedy_stack_->addWidget(greedy_);
+  greedy_stack_->addWidget(greedy_message_);
+  perplexity_ = new PerplexityView(tabs_);
+  perplexity_->setObjectName("perplexityView");
+  tabs_->addTab(outliers_, tr("Outliers"));
+  tabs_->addTab(scales_, tr("Scales"));
+  tabs_->addTab(greedy_stack_, tr("Greedy search"));
+  tabs_->addTab(perplexity_, tr("Perplexity"));
+  setCentralWidget(tabs_);
+  connect(tabs_, &QTabWidget::currentChanged, this, [this](int index) {
+    // Arrow keys step the replay once its tab is chosen.
+    if (index == GreedyTab && greedy_->hasTrace()) greedy_->setFocus();
+  });
+
+  // The evaluation runs on the CPU for now; the reason says why CUDA is not offered.
+  if (gpu::cuda_device_count() > 0)
+    perplexity_->setCudaAvailability(false,
+                                     tr("the workbench evaluates on the CPU so far (found %1)")
+                                         .arg(QString::fromStdString(gpu::cuda_status())));
+  else
+    perplexity_->setCudaAvailability(false, QString::fromStdString(gpu::cuda_unavailable_reason()));
+  QSettings settings;
+  PerplexityRequest request;
+  request.methods = {Method::fp, Method::rtn, Method::hadamard, Method::duquantpp};
+  request.seqlen = 128;
+  if (settings.contains(kPplMethodsKey)) {
+    try {
+      request.methods = parse_method_list(settings.value(kPplMethodsKey).toString().toStdString());
+    } catch (const Error&) {
+      // A list from another version: keep the default.
+    }
+  }
+  request.scale_rule = ScaleRule(settings.value(kPplScaleRuleKey, 0).toInt());
+  request.max_windows = settings.value(kPplWindowsKey, 0).toLongLong();
+  request.seqlen = settings.value(kPplSeqlenKey, request.seqlen).toInt();
+  perplexity_->setRequest(request);
+  connect(perplexity_, &PerplexityView::runRequested, this,
+          [this](const PerplexityRequest& r) { startPerplexity(r); });
+  connect(perplexity_, &PerplexityView::cancelRequested, this,
+          [this] { runner_->cancel(kCompareTag); });
+}
+
+void MainWindow::createModelDock() {
+  auto* dock = new QDockWidget(tr("Model"), this);
+  dock->setObjectName("dockModel");
+  left_splitter_ = new QSplitter(Qt::Vertical, dock);
+  left_splitter_->setObjectName("leftSplitter");
+  tree_ = new ModelTree(left_splitter_);
+  connect(tree_, &ModelTree::siteSelected, this,
+          [this](int layer, int site) { selectSite(layer, Site(site)); });
+  site_details_ = new QLabel(left_splitter_);
+  site_details_->setObjectName("siteDetails");
+  site_details_->setWordWrap(true);
+  site_details_->setAlignment(Qt::AlignTop | Qt::AlignLeft);
+  site_details_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  site_details_->setMargin(6);
+  summary_ = new ModelSummaryPanel;
+  summary_->setObjectName("modelSummary");
+  auto* scroll = new QScrollArea(left_splitter_);
+  scroll->setWidgetResizable(true);
+  scroll->setWidget(summary_);
+  left_splitter_->addWidget(tree_);
+  left_splitter_->addWidget(site_details_);
+  left_splitter_->addWidget(scroll);
+  left_splitter_->setStretchFactor(0, 3);
+  left_splitter_->setStretchFactor(2, 2);
+  dock->setWidget(left_splitter_);
+  addDockWidget(Qt::LeftDockWidgetArea, dock);
+}
+
+void MainWindow::createToolBar() {
+  QToolBar* bar = addToolBar(tr("Method"));
+  bar->setObjectName("mainToolBar");
+  bar->addWidget(new QLabel(tr(" Method: "), bar));
+  method_combo_ = new QComboBox(bar);
+  method_combo_->setObjectName("methodSelector");
+  method_combo_->setToolTip(tr("The method whose transform is shown as \"after\""));
+  for (Method m : kAllMethods) {
+    method_combo_->addItem(methodDisplayName(m), int(m));
+    method_combo_->setItemData(method_combo_->count() - 1,
+                               QString::fromLatin1(method_description(m).data()), Qt::ToolTipRole);
+  }
+  Method saved = Method::duquantpp;
+  try {
+    saved = parse_method(QSettings().value(kMethodKey, "duquantpp").toString().toStdString());
+  } catch (const Error&) {
+  }
+  method_combo_->setCurrentIndex(method_combo_->findData(int(saved)));
+  connect(method_combo_, &QComboBox::currentIndexChanged, this, [this] {
+    QSettings().setValue(kMethodKey, method_qname(method()));
+    if (checkpoint_) postCalibration(true);
+  });
+  bar->addWidget(method_combo_);
+}
+
+void MainWindow::createStatusBar() {
+  job_label_ = new QLabel(this);
+  job_label_->setObjectName("jobLabel");
+  job_progress_ = new QProgressBar(this);
+  job_progress_->setObjectName("jobProgress");
+  job_progress_->setRange(0, 1000);
+  job_progress_->setMaximumWidth(180);
+  job_progress_->setTextVisible(false);
+  job_progress_->hide();
+  job_eta_ = new QLabel(this);
+  job_eta_->setObjectName("jobEta");
+  job_cancel_ = new QToolButton(this);
+  job_cancel_->setObjectName("jobCancel");
+  job_cancel_->setText(tr("Cancel"));
+  job_cancel_->setToolTip(tr("Cancel the running job (Esc)"));
+  job_cancel_->setEnabled(false);
+  connect(job_cancel_, &QToolButton::clicked, this, &MainWindow::cancelJob);
+  backend_label_ = new QLabel(QString::fromStdString(gpu::cuda_status()), this);
+  backend_label_->setObjectName("backendStatus");
+  statusBar()->addPermanentWidget(job_label_);
+  statusBar()->addPermanentWidget(job_progress_);
+  statusBar()->addPermanentWidget(job_eta_);
+  statusBar()->addPermanentWidget(job_cancel_);
+  statusBar()->addPermanentWidget(backend_label_);
+}
 
 void MainWindow::createFileMenu() {
   QMenu* file = menuBar()->addMenu(tr("&File"));
@@ -77,18 +294,37 @@ void MainWindow::createFileMenu() {
   recent_menu_->setObjectName("menuOpenRecent");
   rebuildRecentMenu();
 
-  addPendingAction(file, tr("Open &Demo"), "actionOpenDemo",
-                   tr("Will open a small synthetic model with planted outlier channels, so "
-                      "every view can be tried without downloading a checkpoint"));
+  QAction* demo = file->addAction(tr("Open &Demo"), this, &MainWindow::openDemo);
+  demo->setObjectName("actionOpenDemo");
+  demo->setToolTip(
+      tr("Open a small random-weight model with planted outlier channels, so "
+         "every view can be tried without downloading a checkpoint"));
   file->addSeparator();
-  addPendingAction(file, tr("Open &Session…"), "actionOpenSession",
-                   tr("Will reopen a saved session file (HDF5): statistics, transforms, "
-                      "search traces and results"));
-  QAction* save = addPendingAction(file, tr("&Save Session"), "actionSaveSession",
-                                   tr("Will save the current session to its HDF5 file"));
-  save->setShortcut(QKeySequence::Save);
-  addPendingAction(file, tr("Save Session &As…"), "actionSaveSessionAs",
-                   tr("Will save the current session to a new HDF5 file"));
+  QAction* text =
+      file->addAction(tr("Calibration &Text…"), this, &MainWindow::chooseCalibrationText);
+  text->setObjectName("actionCalibrationText");
+  text->setToolTip(tr("The UTF-8 text calibration reads (default: a short built-in text)"));
+  QAction* eval = file->addAction(tr("&Evaluation Text…"), this, &MainWindow::chooseEvaluationText);
+  eval->setObjectName("actionEvaluationText");
+  eval->setToolTip(
+      tr("The UTF-8 text perplexity is measured on (default: the calibration "
+         "text, windows before the calibration region)"));
+  file->addSeparator();
+  QAction* open_session =
+      file->addAction(tr("Open &Session…"), this, &MainWindow::chooseSessionToOpen);
+  open_session->setObjectName("actionOpenSession");
+  open_session->setToolTip(
+      tr("Reopen a saved session file (HDF5): statistics, transforms, "
+         "search traces and results"));
+  save_action_ = file->addAction(tr("&Save Session"), this, [this] { chooseSessionToSave(false); });
+  save_action_->setObjectName("actionSaveSession");
+  save_action_->setShortcut(QKeySequence::Save);
+  save_action_->setToolTip(tr("Save the current session to its HDF5 file"));
+  save_as_action_ =
+      file->addAction(tr("Save Session &As…"), this, [this] { chooseSessionToSave(true); });
+  save_as_action_->setObjectName("actionSaveSessionAs");
+  save_as_action_->setShortcut(QKeySequence::SaveAs);
+  save_as_action_->setToolTip(tr("Save the current session to a new HDF5 file"));
   QMenu* exp = file->addMenu(tr("&Export"));
   exp->setObjectName("menuExport");
   exp->setToolTipsVisible(true);
@@ -109,65 +345,91 @@ void MainWindow::createViewMenu() {
   const struct {
     const char* title;
     const char* name;
-    const char* what;
+    Tab tab;
   } views[] = {
-      {QT_TR_NOOP("Outliers"), "Outliers",
-       QT_TR_NOOP("Activation heatmaps before and after the rotation, with 32-channel block "
-                  "lines and per-channel absmax bars, arrive with the calibration issue.")},
-      {QT_TR_NOOP("Scales"), "Scales",
-       QT_TR_NOOP("The E8M0 exponent map, exponent histograms before and after, and "
-                  "per-block SQNR arrive with the calibration issue.")},
-      {QT_TR_NOOP("Greedy Search"), "GreedySearch",
-       QT_TR_NOOP("Step-by-step replay of the DuQuant++ greedy rotation search arrives with "
-                  "the search issue.")},
-      {QT_TR_NOOP("Perplexity"), "Perplexity",
-       QT_TR_NOOP("Live W4A4 perplexity and KL per method, on CPU or CUDA, arrives with the "
-                  "evaluation issue.")},
+      {QT_TR_NOOP("Outliers"), "Outliers", OutliersTab},
+      {QT_TR_NOOP("Scales"), "Scales", ScalesTab},
+      {QT_TR_NOOP("Greedy Search"), "GreedySearch", GreedyTab},
+      {QT_TR_NOOP("Perplexity"), "Perplexity", PerplexityTab},
   };
-  QDockWidget* first = nullptr;
+  auto* group = new QActionGroup(this);
   for (const auto& v : views) {
-    QDockWidget* dock =
-        addPlaceholderDock(tr(v.title), QStringLiteral("dock") + v.name, tr(v.what));
-    if (first)
-      tabifyDockWidget(first, dock);
-    else
-      first = dock;
+    QAction* show = view->addAction(tr(v.title));
+    show->setObjectName(QStringLiteral("actionView") + v.name);
+    show->setCheckable(true);
+    show->setShortcut(QKeySequence(Qt::CTRL | Qt::Key(Qt::Key_1 + int(v.tab))));
+    show->setStatusTip(tr("Show the %1 view").arg(tr(v.title)));
+    group->addAction(show);
+    const Tab tab = v.tab;
+    connect(show, &QAction::triggered, this, [this, tab] { tabs_->setCurrentIndex(tab); });
+    connect(tabs_, &QTabWidget::currentChanged, show,
+            [show, tab](int index) { show->setChecked(index == tab); });
+    show->setChecked(tabs_->currentIndex() == tab);
+  }
+  view->addSeparator();
+  if (auto* dock = findChild<QDockWidget*>("dockModel")) {
     QAction* toggle = dock->toggleViewAction();
-    toggle->setObjectName(QStringLiteral("actionView") + v.name);
-    toggle->setStatusTip(tr("Show or hide the %1 view").arg(tr(v.title)));
+    toggle->setObjectName("actionViewModel");
     view->addAction(toggle);
   }
-}
-
-QDockWidget* MainWindow::addPlaceholderDock(const QString& title, const QString& object_name,
-                                            const QString& what_it_will_show) {
-  auto* dock = new QDockWidget(title, this);
-  dock->setObjectName(object_name);
-  auto* placeholder = new QLabel(what_it_will_show, dock);
-  placeholder->setWordWrap(true);
-  placeholder->setAlignment(Qt::AlignCenter);
-  placeholder->setMargin(24);
-  dock->setWidget(placeholder);
-  addDockWidget(Qt::RightDockWidgetArea, dock);
-  dock->hide();
-  view_docks_.append(dock);
-  return dock;
+  view->addSeparator();
+  // Stepping the replay from anywhere in the window (the view also takes plain arrows when
+  // it has focus).
+  const struct {
+    const char* title;
+    const char* name;
+    QKeySequence key;
+    int delta;
+    bool to_end;
+  } steps[] = {
+      {QT_TR_NOOP("Greedy: First Step"), "actionGreedyFirst", QKeySequence(Qt::CTRL | Qt::Key_Home),
+       -1, true},
+      {QT_TR_NOOP("Greedy: Previous Step"), "actionGreedyPrevious",
+       QKeySequence(Qt::CTRL | Qt::Key_Left), -1, false},
+      {QT_TR_NOOP("Greedy: Next Step"), "actionGreedyNext", QKeySequence(Qt::CTRL | Qt::Key_Right),
+       1, false},
+      {QT_TR_NOOP("Greedy: Last Step"), "actionGreedyLast", QKeySequence(Qt::CTRL | Qt::Key_End), 1,
+       true},
+  };
+  for (const auto& s : steps) {
+    QAction* a = view->addAction(tr(s.title));
+    a->setObjectName(s.name);
+    a->setShortcut(s.key);
+    const int delta = s.delta;
+    const bool to_end = s.to_end;
+    connect(a, &QAction::triggered, this, [this, delta, to_end] { stepGreedy(delta, to_end); });
+  }
 }
 
 void MainWindow::createRunMenu() {
   QMenu* run = menuBar()->addMenu(tr("&Run"));
   run->setObjectName("menuRun");
   run->setToolTipsVisible(true);
-  addPendingAction(run, tr("&Calibrate"), "actionCalibrate",
-                   tr("Will run the model on calibration text and collect activation "
-                      "statistics at the four linear input sites of every layer"));
-  addPendingAction(run, tr("&Evaluate"), "actionEvaluate",
-                   tr("Will measure W4A4 perplexity and KL to the full-precision model, "
-                      "window by window"));
+  quick_action_ =
+      run->addAction(tr("&Quick Calibration"), this, &MainWindow::startQuickCalibration);
+  quick_action_->setObjectName("actionQuickCalibrate");
+  quick_action_->setToolTip(
+      tr("Calibrate with the selected method on 8 short windows and "
+         "fewer search steps: statistics within seconds"));
+  calibrate_action_ = run->addAction(tr("&Calibrate"), this, &MainWindow::startCalibration);
+  calibrate_action_->setObjectName("actionCalibrate");
+  calibrate_action_->setToolTip(
+      tr("Calibrate with the selected method and the full settings "
+         "(128 windows, 128 greedy steps) on the calibration text"));
+  evaluate_action_ = run->addAction(tr("&Evaluate"), this, [this] {
+    tabs_->setCurrentIndex(PerplexityTab);
+    startPerplexity(perplexity_->request());
+  });
+  evaluate_action_->setObjectName("actionEvaluate");
+  evaluate_action_->setToolTip(
+      tr("Measure W4A4 perplexity and KL to the full-precision model "
+         "for the methods chosen in the Perplexity tab"));
   run->addSeparator();
-  QAction* cancel = addPendingAction(run, tr("Ca&ncel"), "actionCancel",
-                                     tr("Will cancel the running job (enabled while one runs)"));
-  cancel->setShortcut(QKeySequence(Qt::Key_Escape));
+  cancel_action_ = run->addAction(tr("Ca&ncel"), this, &MainWindow::cancelJob);
+  cancel_action_->setObjectName("actionCancel");
+  cancel_action_->setShortcut(QKeySequence(Qt::Key_Escape));
+  cancel_action_->setToolTip(tr("Cancel the running job"));
+  cancel_action_->setEnabled(false);
 }
 
 void MainWindow::createHelpMenu() {
@@ -189,6 +451,19 @@ QAction* MainWindow::addPendingAction(QMenu* menu, const QString& text, const QS
   return action;
 }
 
+void MainWindow::connectRunner() {
+  connect(runner_, &JobRunner::jobStarted, this, &MainWindow::onJobStarted);
+  connect(runner_, &JobRunner::progress, this, &MainWindow::onProgress);
+  connect(runner_, &JobRunner::jobFinished, this,
+          [this](const QString& tag) { onJobEnded(tag, tr("done")); });
+  connect(runner_, &JobRunner::jobCancelled, this,
+          [this](const QString& tag) { onJobEnded(tag, tr("cancelled")); });
+  connect(runner_, &JobRunner::jobFailed, this, [this](const QString& tag, const QString& message) {
+    onJobEnded(tag, tr("failed"));
+    report_error_(failure_title(tag), message);
+  });
+}
+
 QString MainWindow::aboutText() const {
   return tr("<h3>mxlens %1</h3>"
             "<p>A workbench for MXFP4 W4A4 quantization of LLaMA-family models: where "
@@ -203,6 +478,29 @@ void MainWindow::setErrorReporter(ErrorReporter reporter) {
   report_error_ = std::move(reporter);
 }
 
+void MainWindow::setComputeThreads(int threads) {
+  threads_ = std::max(1, threads);
+  QSettings().setValue(kThreadsKey, threads_);
+}
+
+Method MainWindow::method() const {
+  return Method(method_combo_->currentData().toInt());
+}
+
+void MainWindow::setMethod(Method method) {
+  method_combo_->setCurrentIndex(method_combo_->findData(int(method)));
+}
+
+QString MainWindow::greedyMessage() const {
+  return site_views_->greedyMessage();
+}
+
+QString MainWindow::jobText() const {
+  return job_label_->text();
+}
+
+// --- opening models ------------------------------------------------------------------------
+
 void MainWindow::chooseCheckpoint() {
   QSettings settings;
   const QString start = settings.value(kLastDirKey, QDir::homePath()).toString();
@@ -213,10 +511,19 @@ void MainWindow::chooseCheckpoint() {
 }
 
 bool MainWindow::openCheckpoint(const QString& dir) {
+  return openModel(dir, true);
+}
+
+bool MainWindow::openModel(const QString& dir, bool remember) {
   const QString path = QDir::cleanPath(QFileInfo(dir).absoluteFilePath());
-  std::unique_ptr<Checkpoint> opened;
+  std::shared_ptr<const Checkpoint> opened;
+  std::unique_ptr<LlamaWeights> weights;
+  // Checked here, so that a failed open changes nothing: config, shard headers, tensor shapes
+  // (Checkpoint::open) and the norm vectors (LlamaWeights). Fast for any size: shards are
+  // memory-mapped, not read.
   try {
-    opened = std::make_unique<Checkpoint>(Checkpoint::open(path.toStdString()));
+    opened = std::make_shared<const Checkpoint>(Checkpoint::open(path.toStdString()));
+    weights = std::make_unique<LlamaWeights>(*opened);
   } catch (const Error& e) {
     report_error_(tr("Could not open checkpoint"), QString::fromStdString(e.what()));
     return false;
@@ -226,13 +533,374 @@ bool MainWindow::openCheckpoint(const QString& dir) {
     return false;
   }
   // Only now, with the new model complete, replace the old one.
-  checkpoint_ = std::move(opened);
+  ++generation_;
+  // Work for the previous model stops; saving its session (no cancel point) still completes.
+  for (const char* tag :
+       {kOpenTag, kCalibrateTag, kCompareTag, kTextTag, kEvalTextTag, kLoadSessionTag})
+    runner_->cancel(QString::fromLatin1(tag));
+  checkpoint_ = opened;
+  session_.reset();
+  session_file_.clear();
+  for (SessionObserver* o : observers_) o->onModelOpened(*checkpoint_);
   summary_->setCheckpoint(*checkpoint_);
-  rememberRecent(path);
+  site_details_->clear();
+  perplexity_->resetResults();
+  perplexity_->setMaxSeqlen(checkpoint_->config().max_position_embeddings);
+  if (remember) rememberRecent(path);
   updateTitle();
+  updateActions();
   statusBar()->showMessage(tr("Opened %1").arg(path), 5000);
+
+  const uint64_t generation = generation_;
+  auto owned_weights = std::make_shared<std::unique_ptr<LlamaWeights>>(std::move(weights));
+  const std::string text = calibration_text_.toStdString();
+  const std::string eval = evaluation_text_.toStdString();
+  runner_->post(kOpenTag, [this, generation, opened, owned_weights, text, eval](
+                              RunnerState& state, const Progress& progress) {
+    progress.report(0.0, "tokenizing the calibration text");
+    std::string note;
+    jobOpenModel(state, opened, std::move(*owned_weights), text, eval, &note);
+    if (!note.empty())
+      invokeOnGui(this, [this, generation, note] {
+        if (generation == generation_) showNote(QString::fromStdString(note));
+      });
+  });
+  postCalibration(true);
   return true;
 }
+
+void MainWindow::openDemo() {
+  if (!demo_dir_) {
+    demo_dir_ = std::make_unique<QTemporaryDir>(QDir::temp().filePath("mxlens-demo-XXXXXX"));
+    if (!demo_dir_->isValid()) {
+      report_error_(failure_title(kDemoTag), tr("%1: cannot create a temporary directory: %2")
+                                                 .arg(demo_dir_->path(), demo_dir_->errorString()));
+      demo_dir_.reset();
+      return;
+    }
+  }
+  const std::filesystem::path dir = demo_dir_->path().toStdString();
+  runner_->post(kDemoTag, [this, dir](RunnerState&, const Progress& progress) {
+    const std::filesystem::path planted = jobWriteDemo(dir, progress);
+    invokeOnGui(this, [this, planted] {
+      if (openModel(QString::fromStdString(planted.string()), false))
+        statusBar()->showMessage(tr("Demo: a random-weight tiny model with 4 outlier channels "
+                                    "planted (×8) at the qkv, gu and down inputs"),
+                                 10000);
+    });
+  });
+}
+
+// --- sessions and texts -------------------------------------------------------------------
+
+void MainWindow::chooseSessionToOpen() {
+  QSettings settings;
+  const QString file = QFileDialog::getOpenFileName(
+      this, tr("Open Session"), settings.value(kLastSessionDirKey, QDir::homePath()).toString(),
+      tr("mxlens sessions (*.h5 *.hdf5);;All files (*)"));
+  if (file.isEmpty()) return;
+  settings.setValue(kLastSessionDirKey, QFileInfo(file).absolutePath());
+  openSessionFile(file);
+}
+
+void MainWindow::chooseSessionToSave(bool ask) {
+  if (!session_) return;
+  QString file = session_file_;
+  if (ask || file.isEmpty()) {
+    QSettings settings;
+    QString start = settings.value(kLastSessionDirKey, QDir::homePath()).toString();
+    if (checkpoint_)
+      start = QDir(start).filePath(
+          QStringLiteral("%1-%2.h5")
+              .arg(QString::fromStdString(checkpoint_->dir().filename().string()),
+                   method_qname(session_->settings.method)));
+    file =
+        QFileDialog::getSaveFileName(this, tr("Save Session"), start, tr("mxlens sessions (*.h5)"));
+    if (file.isEmpty()) return;
+    if (QFileInfo(file).suffix().isEmpty()) file += QStringLiteral(".h5");
+    settings.setValue(kLastSessionDirKey, QFileInfo(file).absolutePath());
+  }
+  saveSessionFile(file);
+}
+
+void MainWindow::openSessionFile(const QString& file) {
+  const uint64_t generation = generation_;
+  const std::filesystem::path path = file.toStdString();
+  runner_->post(kLoadSessionTag,
+                [this, generation, path, file](RunnerState& state, const Progress& progress) {
+                  progress.report(0.0, "reading " + path.filename().string());
+                  std::shared_ptr<const Session> session = jobLoadSession(state, path);
+                  invokeOnGui(this, [this, generation, session, file] {
+                    if (generation != generation_) return;
+                    setSession(session);
+                    session_file_ = file;
+                    QSignalBlocker block(method_combo_);  // showing a session must not recalibrate
+                    setMethod(session->settings.method);
+                    statusBar()->showMessage(tr("Opened session %1").arg(file), 5000);
+                  });
+                });
+}
+
+void MainWindow::saveSessionFile(const QString& file) {
+  if (!session_) {
+    report_error_(failure_title(kSaveSessionTag), tr("%1: there is no session to save").arg(file));
+    return;
+  }
+  const std::shared_ptr<const Session> session = session_;
+  const std::filesystem::path path = file.toStdString();
+  runner_->post(kSaveSessionTag, [this, session, path, file](RunnerState&, const Progress& p) {
+    p.report(0.0, "writing " + path.filename().string());
+    jobSaveSession(*session, path);
+    invokeOnGui(this, [this, session, file] {
+      if (session == session_) session_file_ = file;
+      statusBar()->showMessage(tr("Saved session %1").arg(file), 5000);
+    });
+  });
+}
+
+void MainWindow::chooseCalibrationText() {
+  const QString file = QFileDialog::getOpenFileName(
+      this, tr("Calibration Text (cancel: the built-in text)"),
+      calibration_text_.isEmpty() ? QDir::homePath() : calibration_text_,
+      tr("Text files (*.txt *.raw);;All files (*)"));
+  setCalibrationTextFile(file);
+}
+
+void MainWindow::chooseEvaluationText() {
+  const QString file =
+      QFileDialog::getOpenFileName(this, tr("Evaluation Text (cancel: the calibration text)"),
+                                   evaluation_text_.isEmpty() ? QDir::homePath() : evaluation_text_,
+                                   tr("Text files (*.txt *.raw);;All files (*)"));
+  setEvaluationTextFile(file);
+}
+
+void MainWindow::setCalibrationTextFile(const QString& file) {
+  const QString path = file.isEmpty() ? QString() : QFileInfo(file).absoluteFilePath();
+  if (!checkpoint_) {
+    calibration_text_ = path;
+    QSettings().setValue(kCalibTextKey, path);
+    return;
+  }
+  // Tokenized on the runner first: a text that fails leaves the previous one in use.
+  const uint64_t generation = generation_;
+  const std::string text = path.toStdString();
+  runner_->post(kTextTag, [this, generation, text, path](RunnerState& state, const Progress& p) {
+    if (!state.checkpoint) return;
+    p.report(0.0, "tokenizing the calibration text");
+    std::string note;
+    state.calibration_text = jobTokenizeText(*state.checkpoint, text, &note);
+    invokeOnGui(this, [this, generation, path, note] {
+      if (generation != generation_) return;
+      calibration_text_ = path;
+      QSettings().setValue(kCalibTextKey, path);
+      if (!note.empty()) showNote(QString::fromStdString(note));
+      postCalibration(true);
+    });
+  });
+}
+
+void MainWindow::setEvaluationTextFile(const QString& file) {
+  const QString path = file.isEmpty() ? QString() : QFileInfo(file).absoluteFilePath();
+  if (!checkpoint_ || path.isEmpty()) {
+    evaluation_text_ = path;
+    QSettings().setValue(kEvalTextKey, path);
+    if (checkpoint_)
+      runner_->post(kEvalTextTag,
+                    [](RunnerState& state, const Progress&) { state.evaluation_text = {}; });
+    return;
+  }
+  const uint64_t generation = generation_;
+  const std::string text = path.toStdString();
+  runner_->post(
+      kEvalTextTag, [this, generation, text, path](RunnerState& state, const Progress& p) {
+        if (!state.checkpoint) return;
+        if (!state.checkpoint->tokenizer_json())
+          throw Error(state.checkpoint->dir().string(),
+                      "has no tokenizer.json; the model's tokenizer is needed to read " + text);
+        p.report(0.0, "tokenizing the evaluation text");
+        state.evaluation_text = jobTokenizeText(*state.checkpoint, text);
+        invokeOnGui(this, [this, generation, path] {
+          if (generation != generation_) return;
+          evaluation_text_ = path;
+          QSettings().setValue(kEvalTextKey, path);
+        });
+      });
+}
+
+// --- jobs ---------------------------------------------------------------------------------
+
+void MainWindow::startQuickCalibration() {
+  postCalibration(true);
+}
+
+void MainWindow::startCalibration() {
+  if (checkpoint_ && calibration_text_.isEmpty())
+    showNote(
+        tr("Calibrating on the short built-in text: choose File ▸ Calibration Text… for "
+           "figures that mean something"));
+  postCalibration(false);
+}
+
+void MainWindow::postCalibration(bool quick) {
+  if (!checkpoint_) return;
+  const uint64_t generation = generation_;
+  const Method m = method();
+  const int threads = threads_;
+  runner_->post(kCalibrateTag, [this, generation, m, quick, threads](RunnerState& state,
+                                                                     const Progress& progress) {
+    if (!state.checkpoint || state.calibration_text.empty()) return;  // the open job failed
+    const LlamaConfig& cfg = state.checkpoint->config();
+    const int64_t ids = int64_t(state.calibration_text.ids.size());
+    const CalibrationSettings settings =
+        quick ? quickCalibrationSettings(m, cfg, ids) : fullCalibrationSettings(m, cfg, ids);
+    std::shared_ptr<const Session> session = jobCalibrate(state, settings, threads, progress);
+    invokeOnGui(this, [this, generation, session] {
+      if (generation != generation_) return;
+      setSession(session);
+      session_file_.clear();
+    });
+  });
+}
+
+void MainWindow::startPerplexity(const PerplexityRequest& request) {
+  if (!checkpoint_) {
+    report_error_(failure_title(kCompareTag),
+                  tr("No model is open: open a checkpoint (or the demo) first."));
+    perplexity_->setRunning(false);
+    return;
+  }
+  QSettings settings;
+  QStringList names;
+  for (Method m : request.methods) names << method_qname(m);
+  settings.setValue(kPplMethodsKey, names.join(','));
+  settings.setValue(kPplScaleRuleKey, int(request.scale_rule));
+  settings.setValue(kPplWindowsKey, qlonglong(request.max_windows));
+  settings.setValue(kPplSeqlenKey, request.seqlen);
+
+  perplexity_->resetResults();
+  perplexity_->setRunning(true);
+  const uint64_t generation = generation_;
+  const int threads = threads_;
+  runner_->post(kCompareTag, [this, generation, request, threads](RunnerState& state,
+                                                                  const Progress& progress) {
+    if (!state.checkpoint) throw Error("perplexity", "no model is open");
+    CompareOptions options;
+    options.methods = request.methods;
+    options.calibration = compareCalibrationSettings(
+        state.checkpoint->config(), int64_t(state.calibration_text.ids.size()), request.scale_rule);
+    options.seqlen = request.seqlen;
+    options.max_windows = request.max_windows;
+    options.threads = threads;
+    CompareEvents events;
+    events.on_window = [this, generation](Method m, const WindowResult& w) {
+      invokeOnGui(this, [this, generation, m, w] {
+        if (generation == generation_) perplexity_->addWindow(m, w);
+      });
+    };
+    events.on_method = [this, generation](const MethodResult& r) {
+      auto result = std::make_shared<const MethodResult>(r);
+      invokeOnGui(this, [this, generation, result] {
+        if (generation == generation_) perplexity_->setMethodResult(*result);
+      });
+    };
+    const CompareResult result = jobCompare(state, options, progress, events);
+    if (!result.note.empty())
+      invokeOnGui(this, [this, note = QString::fromStdString(result.note)] { showNote(note); });
+  });
+}
+
+void MainWindow::cancelJob() {
+  runner_->cancel();
+}
+
+void MainWindow::onJobStarted(const QString& tag) {
+  QString what = tag;
+  if (tag == kOpenTag)
+    what = tr("Preparing the model");
+  else if (tag == kCalibrateTag)
+    what = tr("Calibrating (%1)").arg(methodDisplayName(method()));
+  else if (tag == kCompareTag)
+    what = tr("Measuring perplexity");
+  else if (tag == kLoadSessionTag)
+    what = tr("Opening session");
+  else if (tag == kSaveSessionTag)
+    what = tr("Saving session");
+  else if (tag == kTextTag || tag == kEvalTextTag)
+    what = tr("Reading text");
+  else if (tag == kDemoTag)
+    what = tr("Writing the demo model");
+  job_label_->setText(what);
+  job_label_->setProperty("job", what);
+  job_progress_->setValue(0);
+  job_progress_->show();
+  job_eta_->clear();
+  job_cancel_->setEnabled(true);
+  cancel_action_->setEnabled(true);
+  job_clock_->start();
+}
+
+void MainWindow::onProgress(double fraction, const QString& stage) {
+  const QString what = job_label_->property("job").toString();
+  fraction = std::clamp(fraction, 0.0, 1.0);
+  job_progress_->setValue(int(fraction * 1000));
+  job_label_->setText(
+      stage.isEmpty() ? QStringLiteral("%1 · %2 %").arg(what).arg(int(fraction * 100))
+                      : QStringLiteral("%1 · %2 · %3 %").arg(what, stage).arg(int(fraction * 100)));
+  const double elapsed = double(job_clock_->elapsed()) / 1000.0;
+  if (fraction > 0.01 && elapsed > 0.5)
+    job_eta_->setText(tr("ETA %1").arg(format_eta(elapsed * (1.0 - fraction) / fraction)));
+}
+
+void MainWindow::onJobEnded(const QString& tag, const QString& outcome) {
+  if (tag == kCompareTag) perplexity_->setRunning(false);
+  const bool busy = runner_ && runner_->isBusy();
+  // Another job may already have started (its start is delivered before this end, or after).
+  if (!runner_ || runner_->runningTag().isEmpty()) {
+    job_label_->setText(tr("%1: %2").arg(job_label_->property("job").toString(), outcome));
+    job_progress_->hide();
+    job_eta_->clear();
+    job_cancel_->setEnabled(busy);
+    cancel_action_->setEnabled(busy);
+  }
+}
+
+void MainWindow::showNote(const QString& note) {
+  statusBar()->showMessage(note, 15000);
+}
+
+// --- session and selection ----------------------------------------------------------------
+
+void MainWindow::setSession(std::shared_ptr<const Session> session) {
+  session_ = std::move(session);
+  for (SessionObserver* o : observers_) o->onSessionChanged(session_);
+  if (session_ && !tree_->selectedSite() && tree_->layerCount() > 0)
+    tree_->selectSite(0, Site::Qkv);  // something to look at straight away
+  if (const auto site = tree_->selectedSite())
+    site_details_->setText(tree_->siteDetails(site->first, site->second));
+  if (session_ && !session_->warnings.empty()) {
+    QStringList w;
+    for (const std::string& s : session_->warnings) w << QString::fromStdString(s);
+    showNote(w.join(QStringLiteral("; ")));
+  }
+  updateActions();
+}
+
+void MainWindow::selectSite(int layer, Site site) {
+  for (SessionObserver* o : observers_)
+    if (o != tree_) o->onSiteSelected(layer, site);
+  site_details_->setText(tree_->siteDetails(layer, site));
+}
+
+void MainWindow::stepGreedy(int delta, bool to_end) {
+  tabs_->setCurrentIndex(GreedyTab);
+  if (!greedy_->hasTrace()) return;
+  if (to_end)
+    greedy_->setStep(delta < 0 ? 0 : greedy_->maxSteps());
+  else
+    greedy_->setStep(greedy_->currentStep() + delta);
+}
+
+// --- recent, title, drag and drop ---------------------------------------------------------
 
 QStringList MainWindow::recentCheckpoints() const {
   return QSettings().value(kRecentKey).toStringList();
@@ -278,6 +946,15 @@ void MainWindow::updateTitle() {
                      .arg(c.num_layers));
 }
 
+void MainWindow::updateActions() {
+  const bool model = bool(checkpoint_);
+  save_action_->setEnabled(bool(session_));
+  save_as_action_->setEnabled(bool(session_));
+  quick_action_->setEnabled(model);
+  calibrate_action_->setEnabled(model);
+  evaluate_action_->setEnabled(model);
+}
+
 QString MainWindow::droppedDirectory(const QMimeData* mime) {
   if (!mime || !mime->hasUrls()) return {};
   for (const QUrl& url : mime->urls()) {
@@ -303,6 +980,8 @@ void MainWindow::closeEvent(QCloseEvent* event) {
   QSettings settings;
   settings.setValue(kGeometryKey, saveGeometry());
   settings.setValue(kStateKey, saveState());
+  settings.setValue(kSplitterKey, left_splitter_->saveState());
+  settings.setValue(kTabKey, tabs_->currentIndex());
   QMainWindow::closeEvent(event);
 }
 

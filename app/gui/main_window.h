@@ -1,25 +1,55 @@
 #pragma once
-// The workbench window: menus, the central model summary, placeholder docks for the views
-// to come, the status line. It opens checkpoints through core (mxlens::Checkpoint::open)
-// and shows what it found; it computes nothing itself.
+// The workbench window (gui.md): menus and a toolbar with the method selector; left dock with
+// the model tree and the details of the selection and of the model; centre tabs Outliers,
+// Scales, Greedy search, Perplexity; a status bar with the running job, its progress, ETA
+// and Cancel.
+//
+// It computes nothing itself. Opening a checkpoint (File ▸ Open, Open Recent, drag and drop,
+// the command line) checks it here, synchronously and cheaply (config, shard headers, tensor
+// shapes, norm vectors), so that a failed open leaves everything as it was; then the model
+// goes to the job runner, which tokenizes the calibration text and runs a quick calibration
+// with the selected method. Everything slow (calibration, evaluation, session files, the
+// demo model) runs on the runner (job_runner.h, workbench_jobs.h); results come back as
+// shared immutable sessions and are handed to the panels (SessionObserver).
+#include <QList>
 #include <QMainWindow>
 #include <QStringList>
+#include <QTemporaryDir>
 #include <functional>
 #include <memory>
 
+#include "core/calib/method.h"
+#include "core/model/site_taps.h"
+
 class QAction;
-class QDockWidget;
+class QComboBox;
+class QElapsedTimer;
 class QLabel;
 class QMenu;
 class QMimeData;
+class QProgressBar;
+class QSplitter;
+class QStackedWidget;
+class QTabWidget;
+class QToolButton;
 
 namespace mxlens {
 class Checkpoint;
-}
+class GreedyView;
+class OutliersView;
+class PerplexityView;
+class ScalesView;
+struct PerplexityRequest;
+struct Session;
+}  // namespace mxlens
 
 namespace mxlens::gui {
 
+class JobRunner;
 class ModelSummaryPanel;
+class ModelTree;
+class SessionObserver;
+class SiteViews;
 
 class MainWindow : public QMainWindow {
   Q_OBJECT
@@ -28,18 +58,61 @@ class MainWindow : public QMainWindow {
   using ErrorReporter = std::function<void(const QString& title, const QString& message)>;
 
   static constexpr int kMaxRecent = 10;
+  enum Tab { OutliersTab, ScalesTab, GreedyTab, PerplexityTab };
 
   explicit MainWindow(QWidget* parent = nullptr);
   ~MainWindow() override;
 
   // What File ▸ Open Checkpoint… runs once the dialog has a directory; also used by Open
   // Recent, drag and drop and the command line. On failure the error is reported and the
-  // previously open model stays. Returns whether the model was opened.
+  // previously open model and session stay. On success the quick calibration is posted.
+  // Returns whether the model was opened.
   bool openCheckpoint(const QString& dir);
+  // File ▸ Open Demo: writes (once) and opens a tiny random-weight model with planted outlier
+  // channels, so every view works without a download. Asynchronous.
+  void openDemo();
+  // File ▸ Open Session… / Save Session (As)… with the file chosen. Asynchronous (runner).
+  void openSessionFile(const QString& file);
+  void saveSessionFile(const QString& file);
+  // File ▸ Calibration Text… / Evaluation Text…: empty = the built-in text (evaluation: the
+  // calibration text). Persisted; with a model open the text is tokenized and (calibration
+  // text) the quick calibration re-run.
+  void setCalibrationTextFile(const QString& file);
+  void setEvaluationTextFile(const QString& file);
+  QString calibrationTextFile() const { return calibration_text_; }
+  QString evaluationTextFile() const { return evaluation_text_; }
+
+  // The method of the toolbar selector: it decides what "after" means. Changing it re-runs
+  // the quick calibration on the open model.
+  Method method() const;
+  void setMethod(Method method);
+  // Run ▸ Quick Calibration / Calibrate (full settings) / Evaluate (the Perplexity tab's run).
+  void startQuickCalibration();
+  void startCalibration();
+  void startPerplexity(const PerplexityRequest& request);
+  void cancelJob();
+
+  // Threads of calibration and evaluation (a setting, persisted; default: all cores).
+  int computeThreads() const { return threads_; }
+  void setComputeThreads(int threads);
 
   void setErrorReporter(ErrorReporter reporter);
+
+  // --- state and panels, for tests ------------------------------------------------------
   const Checkpoint* checkpoint() const { return checkpoint_.get(); }
+  std::shared_ptr<const Session> session() const { return session_; }
+  QString sessionFile() const { return session_file_; }
+  JobRunner* runner() const { return runner_; }
   ModelSummaryPanel* summaryPanel() const { return summary_; }
+  ModelTree* modelTree() const { return tree_; }
+  QTabWidget* viewTabs() const { return tabs_; }
+  OutliersView* outliersView() const { return outliers_; }
+  ScalesView* scalesView() const { return scales_; }
+  GreedyView* greedyView() const { return greedy_; }
+  PerplexityView* perplexityView() const { return perplexity_; }
+  SiteViews* siteViews() const { return site_views_.get(); }
+  QString greedyMessage() const;
+  QString jobText() const;  // the status bar's job label
   QStringList recentCheckpoints() const;
   QString aboutText() const;
 
@@ -49,26 +122,77 @@ class MainWindow : public QMainWindow {
   void closeEvent(QCloseEvent* event) override;
 
  private:
+  void createCentre();
+  void createModelDock();
+  void createToolBar();
+  void createStatusBar();
   void createFileMenu();
   void createViewMenu();
   void createRunMenu();
   void createHelpMenu();
-  QDockWidget* addPlaceholderDock(const QString& title, const QString& object_name,
-                                  const QString& what_it_will_show);
+  void connectRunner();
   QAction* addPendingAction(QMenu* menu, const QString& text, const QString& object_name,
                             const QString& what_it_will_do);
+  bool openModel(const QString& dir, bool remember);
   void chooseCheckpoint();
+  void chooseSessionToOpen();
+  void chooseSessionToSave(bool ask);
+  void chooseCalibrationText();
+  void chooseEvaluationText();
   void rememberRecent(const QString& dir);
   void rebuildRecentMenu();
   void updateTitle();
+  void updateActions();
+  void setSession(std::shared_ptr<const Session> session);
+  void selectSite(int layer, Site site);
+  void postCalibration(bool quick);
+  void postTextJob();
+  void stepGreedy(int delta, bool to_end);
+  void onJobStarted(const QString& tag);
+  void onJobEnded(const QString& tag, const QString& outcome);
+  void onProgress(double fraction, const QString& stage);
+  void showNote(const QString& note);
   static QString droppedDirectory(const QMimeData* mime);
 
-  std::unique_ptr<Checkpoint> checkpoint_;
+  // GUI-side view of the model: the same immutable objects the runner uses.
+  std::shared_ptr<const Checkpoint> checkpoint_;
+  std::shared_ptr<const Session> session_;
+  QString session_file_;
+  // Bumped when another model opens: results of jobs posted for the previous one are dropped.
+  uint64_t generation_ = 0;
+  QString calibration_text_, evaluation_text_;
+  int threads_ = 1;
   ErrorReporter report_error_;
+  std::unique_ptr<QTemporaryDir> demo_dir_;
+
+  JobRunner* runner_;
   ModelSummaryPanel* summary_;
+  ModelTree* tree_;
+  QLabel* site_details_;
+  QSplitter* left_splitter_;
+  QTabWidget* tabs_;
+  OutliersView* outliers_;
+  ScalesView* scales_;
+  GreedyView* greedy_;
+  QStackedWidget* greedy_stack_;
+  QLabel* greedy_message_;
+  PerplexityView* perplexity_;
+  std::unique_ptr<SiteViews> site_views_;
+  QList<SessionObserver*> observers_;
+  QComboBox* method_combo_;
   QMenu* recent_menu_ = nullptr;
   QLabel* backend_label_;
-  QList<QDockWidget*> view_docks_;
+  QLabel* job_label_;
+  QProgressBar* job_progress_;
+  QLabel* job_eta_;
+  QToolButton* job_cancel_;
+  std::unique_ptr<QElapsedTimer> job_clock_;
+  QAction* save_action_ = nullptr;
+  QAction* save_as_action_ = nullptr;
+  QAction* cancel_action_ = nullptr;
+  QAction* calibrate_action_ = nullptr;
+  QAction* quick_action_ = nullptr;
+  QAction* evaluate_action_ = nullptr;
 };
 
 }  // namespace mxlens::gui
