@@ -831,6 +831,7 @@ void MainWindow::onJobStarted(const QString& tag) {
     what = tr("Writing the demo model");
   job_label_->setText(what);
   job_label_->setProperty("job", what);
+  job_label_->setProperty("tag", tag);
   job_progress_->setValue(0);
   job_progress_->show();
   job_eta_->clear();
@@ -853,15 +854,16 @@ void MainWindow::onProgress(double fraction, const QString& stage) {
 
 void MainWindow::onJobEnded(const QString& tag, const QString& outcome) {
   if (tag == kCompareTag) perplexity_->setRunning(false);
-  const bool busy = runner_ && runner_->isBusy();
-  // Another job may already have started (its start is delivered before this end, or after).
-  if (!runner_ || runner_->runningTag().isEmpty()) {
+  const bool running = runner_ && !runner_->runningTag().isEmpty();
+  // The label speaks of the last job started; a waiting job dropped does not change it, nor
+  // does the end of one when the next has already started.
+  if (tag == job_label_->property("tag").toString() && !running) {
     job_label_->setText(tr("%1: %2").arg(job_label_->property("job").toString(), outcome));
     job_progress_->hide();
     job_eta_->clear();
-    job_cancel_->setEnabled(busy);
-    cancel_action_->setEnabled(busy);
   }
+  job_cancel_->setEnabled(running);
+  cancel_action_->setEnabled(running);
 }
 
 void MainWindow::showNote(const QString& note) {
