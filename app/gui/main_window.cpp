@@ -675,7 +675,8 @@ void MainWindow::chooseEvaluationText() {
 }
 
 void MainWindow::setCalibrationTextFile(const QString& file) {
-  const QString path = file.isEmpty() ? QString() : QFileInfo(file).absoluteFilePath();
+  const QString path =
+      file.isEmpty() ? QString() : QDir::cleanPath(QFileInfo(file).absoluteFilePath());
   if (!checkpoint_) {
     calibration_text_ = path;
     QSettings().setValue(kCalibTextKey, path);
@@ -700,7 +701,8 @@ void MainWindow::setCalibrationTextFile(const QString& file) {
 }
 
 void MainWindow::setEvaluationTextFile(const QString& file) {
-  const QString path = file.isEmpty() ? QString() : QFileInfo(file).absoluteFilePath();
+  const QString path =
+      file.isEmpty() ? QString() : QDir::cleanPath(QFileInfo(file).absoluteFilePath());
   if (!checkpoint_ || path.isEmpty()) {
     evaluation_text_ = path;
     QSettings().setValue(kEvalTextKey, path);

@@ -270,7 +270,7 @@ class TestWorkbench : public QObject {
         (mxlens::test::data_dir() / "tinystories-text" / "stories.txt").string());
     w.window.setEvaluationTextFile(stories);
     QVERIFY(w.window.runner()->waitIdle(kWaitMs));
-    QCOMPARE(w.window.evaluationTextFile(), stories);
+    QCOMPARE(w.window.evaluationTextFile(), QDir::cleanPath(QFileInfo(stories).absoluteFilePath()));
     w.window.show();
     w.window.viewTabs()->setCurrentIndex(MainWindow::PerplexityTab);
 
