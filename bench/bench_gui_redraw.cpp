@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/calib/calibrate.h"
+#include "core/calib/search_input.h"
 #include "core/eval/perplexity.h"
 #include "core/io/model_fingerprint.h"
 #include "core/model/checkpoint.h"
@@ -55,15 +56,6 @@ Args parse(int argc, char** argv) {
       throw Error(k, "unknown option");
   }
   return a;
-}
-
-// The search input of a site as the Greedy view shows it: the sampled rows after the site's
-// transform, one 32-channel block per row.
-RowMatrixXf search_blocks(const SiteStats& st) {
-  const int n = 32;
-  if (st.sample_after.rows() == 0 || st.channels % n != 0) return {};
-  RowMatrixXf z = st.sample_after;
-  return Eigen::Map<RowMatrixXf>(z.data(), z.rows() * z.cols() / n, n);
 }
 
 void summarize(const char* what, std::vector<double> ms) {
@@ -132,7 +124,8 @@ int main(int argc, char** argv) {
           timer.start();
           if (tab == 0) outliers->setStats(st, "before", "DuQuant++", s.stats.mx);
           if (tab == 1) scales->setStats(st, s.stats.mx, "before", "DuQuant++");
-          if (tab == 2 && !traces.empty()) greedy->setTrace(traces.back(), search_blocks(st));
+          if (tab == 2 && !traces.empty())
+            greedy->setTrace(traces.back(), search_input_blocks(session, it.layer, it.site));
           app.processEvents();  // queued replots render the plots' buffers
           window.repaint();     // then one synchronous paint of the window
           app.processEvents();
@@ -143,7 +136,8 @@ int main(int argc, char** argv) {
         timer.start();
         outliers->setStats(st, "before", "DuQuant++", s.stats.mx);
         scales->setStats(st, s.stats.mx, "before", "DuQuant++");
-        if (!traces.empty()) greedy->setTrace(traces.back(), search_blocks(st));
+        if (!traces.empty())
+          greedy->setTrace(traces.back(), search_input_blocks(session, it.layer, it.site));
         app.processEvents();
         window.repaint();
         app.processEvents();

@@ -21,6 +21,7 @@
 #include "core/calib/calibrate.h"
 #include "core/calib/compare.h"
 #include "core/calib/method.h"
+#include "core/calib/search_input.h"
 #include "core/io/model_fingerprint.h"
 #include "core/model/checkpoint.h"
 #include "core/model/forward.h"
@@ -594,6 +595,65 @@ class TestCalibrate : public QObject {
   }
 
   // Method names, descriptions and lists.
+  // The Greedy view's Z: sampled rows, smoothing divided where the forward divides online,
+  // DuQuant's second search on x·R₁·P, one block per row.
+  void searchInputBlocks() {
+    const Session& pp = sessions_[Method::duquantpp];
+    for (int l = 0; l < cfg().num_layers; ++l)
+      for (Site site : kAllSites) {
+        const SiteStats& st = pp.stats[size_t(l)][size_t(site)];
+        const SiteTransform& t = pp.transforms[size_t(l)].site(site);
+        QVERIFY(st.sample_before.rows() > 0);
+        const RowMatrixXf z = search_input_blocks(pp, l, site);
+        QCOMPARE(z.cols(), Eigen::Index(32));
+        QCOMPARE(z.rows(), st.sample_before.rows() * st.channels / 32);
+        // qkv/gu divide by s (norm fold stand-in), o divides online under GQA (656K has GQA);
+        // the down input arrives already divided (W_up rows absorbed s).
+        const bool divides = site != Site::Down && t.has_smoothing();
+        double worst = 0;
+        for (Eigen::Index r = 0; r < st.sample_before.rows(); ++r)
+          for (int c = 0; c < st.channels; ++c) {
+            const double want = divides
+                                    ? double(st.sample_before(r, c)) / double(t.smooth[size_t(c)])
+                                    : double(st.sample_before(r, c));
+            const double got = z(r * (st.channels / 32) + c / 32, c % 32);
+            worst = std::max(worst, std::abs(got - want) / std::max(1e-30, std::abs(want)));
+          }
+        QVERIFY2(worst < 1e-6,
+                 qPrintable(QString("layer %1 site %2: %3")
+                                .arg(l)
+                                .arg(QString::fromStdString(std::string(site_name(site))))
+                                .arg(worst)));
+      }
+    // Original DuQuant: blocks of 128 from x·R₁·P.
+    const Session& dq = sessions_[Method::duquant];
+    const SiteSearch& search = dq.searches[0][size_t(Site::GateUp)];
+    QCOMPARE(search.traces.size(), size_t(2));
+    const SiteStats& st = dq.stats[0][size_t(Site::GateUp)];
+    const RowMatrixXf z = search_input_blocks(dq, 0, Site::GateUp);
+    QCOMPARE(z.cols(), Eigen::Index(128));
+    RowMatrixXf x = st.sample_before;
+    const auto& s = dq.transforms[0].site(Site::GateUp).smooth;
+    for (Eigen::Index c = 0; c < x.cols(); ++c) x.col(c) /= s[size_t(c)];
+    const Eigen::MatrixXd R1 = search.traces.front().rotation().cast<double>();
+    Eigen::MatrixXd y = x.cast<double>();
+    for (Eigen::Index b = 0; b < y.cols() / 128; ++b)
+      y.middleCols(b * 128, 128) = y.middleCols(b * 128, 128) * R1;
+    double worst = 0;
+    for (Eigen::Index r = 0; r < y.rows(); ++r)
+      for (Eigen::Index j = 0; j < y.cols(); ++j) {
+        const double want = y(r, search.permutation[size_t(j)]);
+        const double got = z(r * (y.cols() / 128) + j / 128, j % 128);
+        worst = std::max(worst, std::abs(got - want));
+      }
+    QVERIFY2(worst < 1e-4 * std::max(1.0, y.cwiseAbs().maxCoeff()),
+             qPrintable(QString::number(worst)));
+    // No trace (hadamard) or no samples: empty.
+    QCOMPARE(search_input_blocks(sessions_[Method::hadamard], 0, Site::Qkv).size(),
+             Eigen::Index(0));
+    QCOMPARE(search_input_blocks(pp, 99, Site::Qkv).size(), Eigen::Index(0));
+  }
+
   void methodNames() {
     std::set<std::string_view> names;
     for (Method m : kAllMethods) {
