@@ -138,6 +138,8 @@ MainWindow::~MainWindow() {
   // The runner first: its thread may still be delivering to the panels.
   delete runner_;
   runner_ = nullptr;
+  // The model before the demo's temporary directory that may hold its files.
+  checkpoint_.reset();
 }
 
 // --- building the window -------------------------------------------------------------------
