@@ -27,6 +27,7 @@
 #include <QToolBar>
 #include <QToolButton>
 #include <QUrl>
+#include <QVBoxLayout>
 #include <exception>
 
 #include "app/gui/job_runner.h"
@@ -37,6 +38,7 @@
 #include "core/calib/session.h"
 #include "core/model/checkpoint.h"
 #include "core/model/llama_model.h"
+#include "core/plant/plant_caveat.h"
 #include "core/util/error.h"
 #include "mxlens/gpu/cuda.h"
 #include "widgets/greedy_view.h"
@@ -169,7 +171,23 @@ void MainWindow::createCentre() {
   tabs_->addTab(scales_, tr("Scales"));
   tabs_->addTab(greedy_stack_, tr("Greedy search"));
   tabs_->addTab(perplexity_, tr("Perplexity"));
-  setCentralWidget(tabs_);
+  // What a planted checkpoint's numbers mean (core/plant/plant_caveat.h), above every view.
+  plant_banner_ = new QLabel(this);
+  plant_banner_->setObjectName("plantBanner");
+  plant_banner_->setWordWrap(true);
+  plant_banner_->setMargin(8);
+  plant_banner_->setFrameShape(QFrame::StyledPanel);
+  plant_banner_->setAutoFillBackground(true);
+  plant_banner_->setBackgroundRole(QPalette::ToolTipBase);
+  plant_banner_->setForegroundRole(QPalette::ToolTipText);
+  plant_banner_->hide();
+  auto* centre = new QWidget(this);
+  auto* centre_layout = new QVBoxLayout(centre);
+  centre_layout->setContentsMargins(0, 0, 0, 0);
+  centre_layout->setSpacing(0);
+  centre_layout->addWidget(plant_banner_);
+  centre_layout->addWidget(tabs_, 1);
+  setCentralWidget(centre);
   connect(tabs_, &QTabWidget::currentChanged, this, [this](int index) {
     // Arrow keys step the replay once its tab is chosen.
     if (index == GreedyTab && greedy_->hasTrace()) greedy_->setFocus();
@@ -493,6 +511,10 @@ void MainWindow::setMethod(Method method) {
   method_combo_->setCurrentIndex(method_combo_->findData(int(method)));
 }
 
+QString MainWindow::plantCaveat() const {
+  return plant_banner_->text();
+}
+
 QString MainWindow::greedyMessage() const {
   return site_views_->greedyMessage();
 }
@@ -545,6 +567,7 @@ bool MainWindow::openModel(const QString& dir, bool remember) {
   session_file_.clear();
   for (SessionObserver* o : observers_) o->onModelOpened(*checkpoint_);
   summary_->setCheckpoint(*checkpoint_);
+  showPlantCaveat();
   site_details_->clear();
   perplexity_->resetResults();
   perplexity_->setMaxSeqlen(checkpoint_->config().max_position_embeddings);
@@ -868,6 +891,17 @@ void MainWindow::onJobEnded(const QString& tag, const QString& outcome) {
   }
   job_cancel_->setEnabled(running);
   cancel_action_->setEnabled(running);
+}
+
+void MainWindow::showPlantCaveat() {
+  QString text;
+  try {
+    text = QString::fromStdString(plant_caveat(read_plant_summary(checkpoint_->dir())));
+  } catch (const Error& e) {
+    text = QString::fromStdString(e.what());
+  }
+  plant_banner_->setText(text.isEmpty() ? QString() : tr("Planted checkpoint. ") + text);
+  plant_banner_->setVisible(!text.isEmpty());
 }
 
 void MainWindow::showNote(const QString& note) {

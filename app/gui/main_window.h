@@ -112,7 +112,8 @@ class MainWindow : public QMainWindow {
   PerplexityView* perplexityView() const { return perplexity_; }
   SiteViews* siteViews() const { return site_views_.get(); }
   QString greedyMessage() const;
-  QString jobText() const;  // the status bar's job label
+  QString plantCaveat() const;  // the banner's text; empty for an ordinary checkpoint
+  QString jobText() const;      // the status bar's job label
   QStringList recentCheckpoints() const;
   QString aboutText() const;
 
@@ -152,6 +153,7 @@ class MainWindow : public QMainWindow {
   void onJobEnded(const QString& tag, const QString& outcome);
   void onProgress(double fraction, const QString& stage);
   void showNote(const QString& note);
+  void showPlantCaveat();
   static QString droppedDirectory(const QMimeData* mime);
 
   // GUI-side view of the model: the same immutable objects the runner uses.
@@ -176,6 +178,7 @@ class MainWindow : public QMainWindow {
   GreedyView* greedy_;
   QStackedWidget* greedy_stack_;
   QLabel* greedy_message_;
+  QLabel* plant_banner_;
   PerplexityView* perplexity_;
   std::unique_ptr<SiteViews> site_views_;
   QList<SessionObserver*> observers_;

@@ -427,6 +427,16 @@ class TestWorkbench : public QObject {
     qInfo("demo layer 0 qkv absmax: median %.3f, max %.3f", absmax[32], absmax.back());
     QVERIFY(absmax.back() > 4 * absmax[32]);
     QVERIFY(!w.window.modelTree()->badgeText(0, Site::Qkv).isEmpty());
+    // The demo is a norm-mode plant: the window says what that means for the numbers.
+    QVERIFY2(w.window.plantCaveat().contains("norm-mode") &&
+                 w.window.plantCaveat().contains("RTN") &&
+                 w.window.plantCaveat().contains("Smoothing"),
+             qPrintable(w.window.plantCaveat()));
+    // An ordinary checkpoint clears it.
+    QVERIFY2(w.open(), qPrintable(describe(w.errors)));
+    QVERIFY(w.window.plantCaveat().isEmpty());
+    w.window.openDemo();
+    QVERIFY(w.window.runner()->waitIdle(kWaitMs));
     save_screenshot(w.window, MainWindow::OutliersTab, "workbench_demo_outliers.png");
   }
 };
