@@ -113,6 +113,7 @@ GreedyView::GreedyView(QWidget* parent)
   plots->addWidget(right);
   plots->setStretchFactor(0, 1);
   plots->setStretchFactor(1, 1);
+  plots->setSizes({1000, 1000});  // half and half from the start, not by size hints
 
   auto* controls = new QHBoxLayout;
   for (QToolButton* b : {first_, previous_, play_, next_, last_}) controls->addWidget(b);
@@ -145,7 +146,7 @@ void GreedyView::buildMatrixPlot() {
   plot->plotLayout()->addElement(0, 0, new QCPTextElement(plot, tr("rotation R after k steps")));
   color_map_ = new QCPColorMap(plot->xAxis, plot->yAxis);
   color_map_->setInterpolate(false);
-  color_map_->setTightBoundary(true);
+  color_map_->setTightBoundary(false);
   color_map_->setGradient(divergingGradient());
   color_map_->setDataRange(symmetricRange(1.0));
   auto* scale = new QCPColorScale(plot);

@@ -205,8 +205,8 @@ PerplexityView::PerplexityView(QWidget* parent)
   table_->verticalHeader()->setVisible(false);
   table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
   table_->setSelectionBehavior(QAbstractItemView::SelectRows);
-  table_->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
-  table_->horizontalHeader()->setStretchLastSection(true);
+  table_->horizontalHeader()->setSectionResizeMode(QHeaderView::Stretch);
+  table_->horizontalHeader()->setMinimumSectionSize(70);
   table_->installEventFilter(this);
   copy_->setObjectName(QStringLiteral("perplexityCopyCsv"));
   copy_->setToolTip(tr("Copy the table as CSV (Ctrl+C in the table)"));
