@@ -113,6 +113,8 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
 
   runner_ = new JobRunner(this);
   createCentre();
+  site_views_ =
+      std::make_unique<SiteViews>(outliers_, scales_, greedy_, greedy_stack_, greedy_message_);
   createModelDock();
   createToolBar();
   createStatusBar();
@@ -122,8 +124,6 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   createHelpMenu();
   connectRunner();
 
-  site_views_ =
-      std::make_unique<SiteViews>(outliers_, scales_, greedy_, greedy_stack_, greedy_message_);
   observers_ = {tree_, site_views_.get()};
 
   restoreGeometry(settings.value(kGeometryKey).toByteArray());
@@ -392,6 +392,16 @@ void MainWindow::createViewMenu() {
     toggle->setObjectName("actionViewModel");
     view->addAction(toggle);
   }
+  view->addSeparator();
+  QAction* follow = view->addAction(tr("Outliers and Scales Follow the Greedy Stepper"));
+  follow->setObjectName("actionFollowStepper");
+  follow->setCheckable(true);
+  follow->setChecked(QSettings().value("view/follow_stepper", false).toBool());
+  site_views_->setFollowStepper(follow->isChecked());
+  connect(follow, &QAction::toggled, this, [this](bool on) {
+    site_views_->setFollowStepper(on);
+    QSettings().setValue("view/follow_stepper", on);
+  });
   view->addSeparator();
   // Stepping the replay from anywhere in the window (the view also takes plain arrows when
   // it has focus).

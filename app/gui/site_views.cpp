@@ -3,6 +3,7 @@
 #include <QLabel>
 #include <QStackedWidget>
 
+#include "core/calib/search_input.h"
 #include "core/calib/session.h"
 #include "widgets/greedy_view.h"
 #include "widgets/outliers_view.h"
@@ -36,46 +37,6 @@ QString methodDisplayName(Method method) {
   return QString::fromLatin1(method_name(method).data());
 }
 
-namespace {
-
-// The search's input for `trace_index` of the site, as the header explains; empty when the
-// rows cannot be cut into the trace's blocks.
-RowMatrixXf greedy_blocks(const Session& session, int layer, Site site, size_t trace_index) {
-  const SiteStats& stats = session.stats[size_t(layer)][size_t(site)];
-  const SiteSearch& search = session.searches[size_t(layer)][size_t(site)];
-  const int n = search.traces[trace_index].block_size;
-  RowMatrixXf x = stats.sample_before;
-  if (x.rows() == 0 || n <= 0 || x.cols() % n != 0) return {};
-  if (size_t(layer) < session.transforms.size()) {
-    const SiteTransform& t = session.transforms[size_t(layer)].site(site);
-    if (t.has_smoothing() && Eigen::Index(t.smooth.size()) == x.cols())
-      for (Eigen::Index c = 0; c < x.cols(); ++c) x.col(c) /= t.smooth[size_t(c)];
-    // The steps before the traced rotation: the trace_index-th block rotation of the chain.
-    ChannelTransform prefix;
-    size_t rotations = 0;
-    for (const ChannelTransform::Step& step : t.rotation.steps()) {
-      if (step.kind == ChannelTransform::StepKind::BlockRotation && rotations++ == trace_index)
-        break;
-      switch (step.kind) {
-        case ChannelTransform::StepKind::BlockRotation:
-          prefix.add_block_rotation(step.rotation);
-          break;
-        case ChannelTransform::StepKind::Permutation:
-          prefix.add_permutation(step.permutation);
-          break;
-        case ChannelTransform::StepKind::FullHadamard:
-          prefix.add_full_hadamard(step.channels, step.sign_seed);
-          break;
-      }
-    }
-    if (!prefix.empty() && prefix.accepts(int(x.cols()))) prefix.apply_rows(x, 1);
-  }
-  // Row-major rows × C is the same memory as (rows·C/n) × n: one block per row.
-  return Eigen::Map<const RowMatrixXf>(x.data(), x.rows() * (x.cols() / n), n);
-}
-
-}  // namespace
-
 SiteViews::SiteViews(OutliersView* outliers, ScalesView* scales, GreedyView* greedy,
                      QStackedWidget* greedy_stack, QLabel* greedy_message)
     : outliers_(outliers),
@@ -83,6 +44,7 @@ SiteViews::SiteViews(OutliersView* outliers, ScalesView* scales, GreedyView* gre
       greedy_(greedy),
       greedy_stack_(greedy_stack),
       greedy_message_(greedy_message) {
+  QObject::connect(greedy_, &GreedyView::stepChanged, greedy_, [this](int k) { onStep(k); });
   clearViews(
       QObject::tr("Open a checkpoint (File ▸ Open Checkpoint…) or the demo (File ▸ Open "
                   "Demo), then pick a site in the model tree."));
@@ -169,10 +131,34 @@ void SiteViews::show() {
     return;
   }
   const SiteSearch& search = s.searches[size_t(layer)][size_t(site)];
-  const size_t trace_index = search.traces.size() - 1;
-  blocks_ = has_stats ? greedy_blocks(s, layer, site, trace_index) : RowMatrixXf();
-  greedy_->setTrace(search.traces[trace_index], blocks_);
+  blocks_ = has_stats ? search_input_blocks(s, layer, site) : RowMatrixXf();
+  greedy_->setTrace(search.traces.back(), blocks_);
   greedy_stack_->setCurrentIndex(0);
+  if (follow_) onStep(greedy_->currentStep());
+}
+
+void SiteViews::setFollowStepper(bool follow) {
+  if (follow == follow_) return;
+  follow_ = follow;
+  if (follow_)
+    onStep(greedy_->currentStep());
+  else if (session_ && site_)
+    show();
+}
+
+void SiteViews::onStep(int k) {
+  if (!follow_ || !session_ || !site_ || !greedy_->hasTrace()) return;
+  const auto [layer, site] = *site_;
+  const auto stats = site_stats_at_step(*session_, layer, site, k);
+  if (!stats) return;
+  followed_ = *stats;
+  const QString before = QObject::tr("before (sampled rows)");
+  const QString after = QObject::tr("after step %1 of %2 (%3, sampled rows)")
+                            .arg(k)
+                            .arg(greedy_->maxSteps())
+                            .arg(methodDisplayName(session_->settings.method));
+  outliers_->setStats(followed_, before, after, session_->settings.stats.mx);
+  scales_->setStats(followed_, session_->settings.stats.mx, before, after);
 }
 
 }  // namespace mxlens::gui

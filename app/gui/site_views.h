@@ -3,13 +3,11 @@
 // Scales and Greedy search — from the current session and the selected site. It owns no
 // data beyond the shared session and converts nothing the views do not need.
 //
-// Greedy search, Z: the session keeps the search's trace but not the tensor it searched on
-// (§4.6: the mean calibration window as it arrived at the site in the partly quantized model).
-// The closest thing it keeps is the site's sampled rows before the transform, from the
-// statistics pass over the final model. So Z = those rows divided by the site's smoothing
-// factors and passed through the transform's steps that come before the traced rotation
-// (DuQuant's R₁ and zigzag for the R₂ trace), cut into blocks of the trace's size: the data the
-// search saw in kind, not in value. The replayed matrices R_k are exact either way.
+// Greedy search, Z: core's search_input_blocks (the site's sampled rows with the smoothing the
+// forward applies online, DuQuant's R₁·P for its second trace) — the data the search saw in
+// kind, not in value (the search itself ran on the mean window of §4.6). The replayed
+// matrices R_k are exact either way. When following the stepper, the Outliers and Scales views
+// show site_stats_at_step(k): both sides from the sampled rows, "after" = Z·R_k.
 #include <Eigen/Core>
 #include <QString>
 #include <memory>
@@ -17,6 +15,7 @@
 
 #include "app/gui/session_observer.h"
 #include "core/calib/method.h"
+#include "core/calib/site_stats.h"
 #include "core/model/site_taps.h"
 
 class QLabel;
@@ -53,6 +52,10 @@ class SiteViews : public SessionObserver {
   const GreedyTrace* shownTrace() const;
   const RowMatrixXf& shownBlocks() const { return blocks_; }
 
+  // View ▸ Follow Greedy Stepper: Outliers and Scales show the state at the stepper's step.
+  void setFollowStepper(bool follow);
+  bool followsStepper() const { return follow_; }
+
  private:
   void show();
   void clearViews(const QString& why);
@@ -65,6 +68,10 @@ class SiteViews : public SessionObserver {
   std::shared_ptr<const Session> session_;
   std::optional<std::pair<int, Site>> site_;
   RowMatrixXf blocks_;
+  bool follow_ = false;
+  SiteStats followed_;  // what the linked views show (they keep no reference beyond a call)
+
+  void onStep(int k);
 };
 
 }  // namespace mxlens::gui

@@ -19,6 +19,7 @@
 #include "app/gui/main_window.h"
 #include "app/gui/model_tree.h"
 #include "app/gui/site_views.h"
+#include "core/calib/search_input.h"
 #include "core/calib/session.h"
 #include "core/io/session_file.h"
 #include "core/model/checkpoint.h"
@@ -262,6 +263,36 @@ class TestWorkbench : public QObject {
 
   // A perplexity run from the view, cancelled after its first window: the view stops, the
   // run did stop early, and the GUI thread never stalled (a 5 ms timer's largest gap).
+  // View ▸ Follow the Greedy Stepper: Outliers and Scales show the state at the step.
+  void viewsFollowStepper() {
+    Workbench w;
+    QVERIFY2(w.open(), qPrintable(describe(w.errors)));
+    QVERIFY(w.window.modelTree()->selectSite(0, Site::Down));
+    const auto session = w.window.session();
+    const mxlens::GreedyTrace& trace = session->searches[0][size_t(Site::Down)].traces.back();
+    QVERIFY(trace.max_steps() >= 2);
+    auto* follow = w.window.findChild<QAction*>("actionFollowStepper");
+    QVERIFY(follow);
+    follow->setChecked(true);
+    for (int k : {0, 1, trace.max_steps()}) {
+      w.window.greedyView()->setStep(k);
+      const auto want = mxlens::site_stats_at_step(*session, 0, Site::Down, k);
+      QVERIFY(want.has_value());
+      const QVector<double> bars = w.window.outliersView()->absmaxBars(true);
+      QCOMPARE(bars.size(), qsizetype(want->channels));
+      for (int c = 0; c < want->channels; ++c)
+        QCOMPARE(bars[c], double(want->absmax_after[size_t(c)]));
+      const QVector<double> sqnr = w.window.scalesView()->sqnrBars(true);
+      const std::vector<double> want_sqnr = want->sqnr_db_after();
+      for (int b = 0; b < want->blocks; ++b) QCOMPARE(sqnr[b], want_sqnr[size_t(b)]);
+    }
+    // Unlinked, the views show the session's statistics again.
+    follow->setChecked(false);
+    const QVector<double> bars = w.window.outliersView()->absmaxBars(true);
+    const auto& full = session->stats[0][size_t(Site::Down)].absmax_after;
+    for (size_t c = 0; c < full.size(); ++c) QCOMPARE(bars[int(c)], double(full[c]));
+  }
+
   void perplexityCancelStaysResponsive() {
     Workbench w;
     QVERIFY2(w.open(), qPrintable(describe(w.errors)));

@@ -654,6 +654,46 @@ class TestCalibrate : public QObject {
     QCOMPARE(search_input_blocks(pp, 99, Site::Qkv).size(), Eigen::Index(0));
   }
 
+  // The Outliers/Scales views following the stepper: at the kept step the rows equal the
+  // statistics pass's transformed samples; at step 0 the plain search input.
+  void siteStatsAtStep() {
+    const Session& pp = sessions_[Method::duquantpp];
+    for (int l = 0; l < cfg().num_layers; ++l)
+      for (Site site : kAllSites) {
+        const SiteStats& st = pp.stats[size_t(l)][size_t(site)];
+        const GreedyTrace& trace = pp.searches[size_t(l)][size_t(site)].traces.back();
+        const auto best = site_stats_at_step(pp, l, site, trace.best_step);
+        QVERIFY(best.has_value());
+        QCOMPARE(best->sample_after.rows(), st.sample_after.rows());
+        const double scale = std::max(1e-6f, st.sample_after.cwiseAbs().maxCoeff());
+        const double diff = (best->sample_after - st.sample_after).cwiseAbs().maxCoeff();
+        QVERIFY2(
+            diff < 1e-5 * scale,
+            qPrintable(
+                QString("layer %1 site %2: %3 of %4").arg(l).arg(int(site)).arg(diff).arg(scale)));
+        QVERIFY(best->sample_before == st.sample_before);
+        const auto start = site_stats_at_step(pp, l, site, 0);
+        const RowMatrixXf z = search_input_blocks(pp, l, site);
+        QVERIFY(Eigen::Map<const RowMatrixXf>(z.data(), st.sample_before.rows(), st.channels) ==
+                start->sample_after);
+        // Every per-block figure describes the sampled rows.
+        QCOMPARE(best->tokens, st.sample_before.rows());
+        for (int b = 0; b < best->blocks; ++b) {
+          uint64_t before = 0, after = 0;
+          for (int e = 0; e < 256; ++e) {
+            before += best->e8m0_hist_before[size_t(b) * 256 + size_t(e)];
+            after += best->e8m0_hist_after[size_t(b) * 256 + size_t(e)];
+          }
+          QCOMPARE(before, uint64_t(best->tokens));
+          QCOMPARE(after, uint64_t(best->tokens));
+          QVERIFY(best->noise_after[size_t(b)] > 0 && best->signal_after[size_t(b)] > 0);
+        }
+        for (int c = 0; c < st.channels; ++c)
+          QCOMPARE(best->absmax_after[size_t(c)], best->sample_after.col(c).cwiseAbs().maxCoeff());
+      }
+    QVERIFY(!site_stats_at_step(sessions_[Method::rtn], 0, Site::Qkv, 0).has_value());
+  }
+
   void methodNames() {
     std::set<std::string_view> names;
     for (Method m : kAllMethods) {
