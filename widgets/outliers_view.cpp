@@ -105,26 +105,12 @@ OutliersView::OutliersView(QWidget* parent)
 
 void OutliersView::buildHeatmapPlot() {
   QCustomPlot* plot = heat_panel_->plot();
-  QCPLayoutGrid* layout = plot->plotLayout();
-  layout->clear();
-  before_title_ = new QCPTextElement(plot, QString(), QFont(font().family(), -1, QFont::Bold));
-  after_title_ = new QCPTextElement(plot, QString(), QFont(font().family(), -1, QFont::Bold));
-  before_rect_ = new QCPAxisRect(plot, true);
-  after_rect_ = new QCPAxisRect(plot, true);
-  scale_ = new QCPColorScale(plot);
-  layout->addElement(0, 0, before_title_);
-  layout->addElement(0, 1, after_title_);
-  layout->addElement(1, 0, before_rect_);
-  layout->addElement(1, 1, after_rect_);
-  layout->addElement(1, 2, scale_);
-  layout->setRowStretchFactor(0, 0.001);
-  layout->setColumnStretchFactor(2, 0.001);
-
-  auto* margins = new QCPMarginGroup(plot);
-  for (QCPLayoutElement* e :
-       {static_cast<QCPLayoutElement*>(before_rect_), static_cast<QCPLayoutElement*>(after_rect_),
-        static_cast<QCPLayoutElement*>(scale_)})
-    e->setMarginGroup(QCP::msTop | QCP::msBottom, margins);
+  const BeforeAfterLayout l = buildBeforeAfterLayout(plot, QFont(font().family(), -1, QFont::Bold));
+  before_title_ = l.before_title;
+  after_title_ = l.after_title;
+  before_rect_ = l.before;
+  after_rect_ = l.after;
+  scale_ = l.scale;
 
   scale_->setType(QCPAxis::atRight);
   scale_->setBarWidth(12);

@@ -319,4 +319,28 @@ void PlotPanel::exportWithDialog(const QString& suffix) {
   if (!exportPlot(plot_, path, &error)) QMessageBox::warning(this, tr("Export failed"), error);
 }
 
+BeforeAfterLayout buildBeforeAfterLayout(QCustomPlot* plot, const QFont& title_font) {
+  QCPLayoutGrid* layout = plot->plotLayout();
+  layout->clear();
+  BeforeAfterLayout l;
+  l.before_title = new QCPTextElement(plot, QString(), title_font);
+  l.after_title = new QCPTextElement(plot, QString(), title_font);
+  l.before = new QCPAxisRect(plot, true);
+  l.after = new QCPAxisRect(plot, true);
+  l.scale = new QCPColorScale(plot);
+  layout->addElement(0, 0, l.before_title);
+  layout->addElement(0, 1, l.after_title);
+  layout->addElement(1, 0, l.before);
+  layout->addElement(1, 1, l.after);
+  layout->addElement(1, 2, l.scale);
+  layout->setRowStretchFactor(0, 0.001);
+  layout->setColumnStretchFactor(2, 0.001);
+  auto* margins = new QCPMarginGroup(plot);
+  for (QCPLayoutElement* e :
+       {static_cast<QCPLayoutElement*>(l.before), static_cast<QCPLayoutElement*>(l.after),
+        static_cast<QCPLayoutElement*>(l.scale)})
+    e->setMarginGroup(QCP::msTop | QCP::msBottom, margins);
+  return l;
+}
+
 }  // namespace mxlens

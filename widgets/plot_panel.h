@@ -17,7 +17,11 @@
 
 class QCustomPlot;
 class QCPAxis;
+class QCPAxisRect;
 class QCPAxisTicker;
+class QCPColorScale;
+class QCPTextElement;
+class QFont;
 class QCPItemText;
 class QCPLayerable;
 class QMenu;
@@ -48,6 +52,18 @@ QSharedPointer<QCPAxisTicker> integerAxisTicker();
 // Keeps the ranges of two axes equal in both directions (zooming one zooms the other); the
 // other axis' plot is replotted (queued) when it lives in a different QCustomPlot.
 void linkAxes(QCPAxis* a, QCPAxis* b);
+
+// Two axis rects side by side under titles (row 0), a colour scale at the right sharing their
+// top and bottom margins: the before/after heatmaps of the Outliers and Scales views. Replaces
+// the plot's layout; the elements belong to the plot.
+struct BeforeAfterLayout {
+  QCPTextElement* before_title = nullptr;
+  QCPTextElement* after_title = nullptr;
+  QCPAxisRect* before = nullptr;
+  QCPAxisRect* after = nullptr;
+  QCPColorScale* scale = nullptr;
+};
+BeforeAfterLayout buildBeforeAfterLayout(QCustomPlot* plot, const QFont& title_font);
 
 class PlotPanel : public QWidget {
   Q_OBJECT

@@ -5,7 +5,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <ctime>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -22,6 +21,7 @@
 #include "core/quant/w4a4_taps.h"
 #include "core/text/tokenizer.h"
 #include "core/util/error.h"
+#include "core/util/utc_time.h"
 
 namespace mxlens::cli {
 
@@ -39,15 +39,6 @@ struct EvalArgs {
   bool kl = false;      // with --session: also KL and top-1 against FP (runs FP first)
   bool record = false;  // with --session: append the result to the session file
 };
-
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 void run_eval(const EvalArgs& a) {
   if (a.session.empty() && (a.kl || a.record))
@@ -109,32 +100,17 @@ void run_eval(const EvalArgs& a) {
     plan.emplace(make_plan(*session, ckpt.config()));
     W4a4Taps::Options topt;
     topt.threads = a.threads;
-    topt.cache_weights = ckpt.file_size_bytes() < (uint64_t(1) << 30);
+    topt.cache_weights = weight_cache_fits(ckpt.config());
     taps.emplace(*plan, topt);
   }
-  const std::string started = utc_now();
+  const std::string started = utc_now_iso8601();
   const PerplexityResult r = evaluate_perplexity(
       weights, ids, opt, progress, [&](const WindowResult& w) { bar.update(w); },
       taps ? &*taps : nullptr);
   bar.finish();
   if (session && a.record) {
-    EvalRecord rec;
-    rec.dataset = a.data;
-    rec.dataset_sha256 = data_sha;
-    rec.method = std::string(method_name(session->settings.method));
-    rec.scheme = session->settings.scheme.describe();
-    rec.seqlen = r.seqlen;
-    rec.windows = r.windows;
-    rec.tokens_scored = r.tokens_scored;
-    rec.window_nll = r.window_nll;
-    rec.ppl = r.ppl;
-    rec.nll_mean = r.nll_mean;
-    if (r.kl) {
-      rec.kl_mean = r.kl->mean;
-      rec.top1 = r.kl->top1_agreement;
-    }
-    rec.started_utc = started;
-    rec.finished_utc = utc_now();
+    EvalRecord rec = make_eval_record(a.data, data_sha, session->settings.method,
+                                      session->settings.scheme, r, started);
     session->results.push_back(std::move(rec));
     save_session(*session, a.session);
   }

@@ -2,6 +2,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 #include "core/calib/calibrate.h"
+#include "core/util/utc_time.h"
 
 #include <unistd.h>
 
@@ -9,7 +10,6 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <ctime>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -54,15 +54,6 @@ int channels_of(const LlamaConfig& c, Site s) {
       return c.intermediate_size;
   }
   return 0;
-}
-
-std::string utc_now_iso8601() {
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
 }
 
 std::string host_name() {
@@ -265,16 +256,6 @@ class CalibratingTaps : public SiteTaps {
   W4a4Taps inner_;
 };
 
-// Keep every layer's quantized weights across the statistics windows when they fit this
-// budget (a 1B model's 4+ GB are recomputed per window instead).
-constexpr int64_t kWeightCacheBudgetBytes = int64_t(1) << 30;
-
-int64_t layer_weight_floats(const LlamaConfig& c) {
-  const int64_t d = c.hidden_size, f = c.intermediate_size;
-  const int64_t q = int64_t(c.num_heads) * c.head_dim, kv = int64_t(c.num_kv_heads) * c.head_dim;
-  return d * q + 2 * d * kv + q * d + 3 * d * f;
-}
-
 }  // namespace
 
 int capped_calibration_seqlen(const LlamaConfig& cfg, int requested) {
@@ -448,8 +429,7 @@ Session calibrate(const Checkpoint& checkpoint, const LlamaWeights& weights,
     if (method != Method::fp) {
       W4a4Taps::Options wo;
       wo.threads = threads;
-      wo.cache_weights = stats_windows > 1 &&
-                         layer_weight_floats(cfg) * cfg.num_layers * 4 <= kWeightCacheBudgetBytes;
+      wo.cache_weights = stats_windows > 1 && weight_cache_fits(cfg);
       inner = std::make_unique<W4a4Taps>(*plan, wo);
     }
     SiteStatsOptions so = settings.stats;

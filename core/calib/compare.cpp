@@ -1,9 +1,9 @@
 #include "core/calib/compare.h"
+#include "core/util/utc_time.h"
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <ctime>
 #include <string>
 
 #include "core/quant/quant_plan.h"
@@ -15,15 +15,6 @@ namespace mxlens {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::string utc_now_iso8601() {
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 // One phase's share [begin, end) of the whole comparison. The callees take their own
 // Progress; the caller's cancel flag reaches them through a local flag raised when a report
@@ -61,38 +52,6 @@ class PhaseProgress {
   std::atomic<bool> cancel_;
   Progress inner_;
 };
-
-// Keep each layer's quantized weights across the evaluation windows when they fit this budget.
-constexpr int64_t kWeightCacheBudgetBytes = int64_t(1) << 30;
-
-bool cache_fits(const LlamaConfig& c) {
-  const int64_t d = c.hidden_size, f = c.intermediate_size;
-  const int64_t q = int64_t(c.num_heads) * c.head_dim, kv = int64_t(c.num_kv_heads) * c.head_dim;
-  return (d * q + 2 * d * kv + q * d + 3 * d * f) * c.num_layers * 4 <= kWeightCacheBudgetBytes;
-}
-
-EvalRecord make_record(const EvalText& text, Method method, const QuantScheme& scheme,
-                       const PerplexityResult& r, std::string started) {
-  EvalRecord e;
-  e.kind = "ppl";
-  e.dataset = text.path;
-  e.dataset_sha256 = text.sha256;
-  e.method = std::string(method_name(method));
-  e.scheme = scheme.describe();
-  e.seqlen = r.seqlen;
-  e.windows = r.windows;
-  e.tokens_scored = r.tokens_scored;
-  e.window_nll = r.window_nll;
-  e.ppl = r.ppl;
-  e.nll_mean = r.nll_mean;
-  if (r.kl) {
-    e.kl_mean = r.kl->mean;
-    e.top1 = r.kl->top1_agreement;
-  }
-  e.started_utc = std::move(started);
-  e.finished_utc = utc_now_iso8601();
-  return e;
-}
 
 }  // namespace
 
@@ -212,13 +171,13 @@ CompareResult run_compare(const Checkpoint& checkpoint, const LlamaWeights& weig
       const QuantPlan plan = make_plan(mr.session, cfg);
       W4a4Taps::Options wo;
       wo.threads = options.threads;
-      wo.cache_weights = windows > 1 && cache_fits(cfg);
+      wo.cache_weights = windows > 1 && weight_cache_fits(cfg);
       W4a4Taps taps(plan, wo);
       mr.eval = evaluate_perplexity(weights, eval_text.ids, po, pp.progress(), on_window, &taps);
     }
     mr.delta_ppl = mr.eval.ppl - fp_ppl;
-    mr.session.results.push_back(
-        make_record(eval_text, m, mr.session.settings.scheme, mr.eval, started));
+    mr.session.results.push_back(make_eval_record(eval_text.path, eval_text.sha256, m,
+                                                  mr.session.settings.scheme, mr.eval, started));
     result.methods.push_back(std::move(mr));
     if (events.on_method) events.on_method(result.methods.back());
   }

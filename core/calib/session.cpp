@@ -1,4 +1,5 @@
 #include "core/calib/session.h"
+#include "core/util/utc_time.h"
 
 #include <nlohmann/json.hpp>
 
@@ -359,6 +360,30 @@ QuantPlan make_plan(const Session& session, const LlamaConfig& cfg) {
     }
   }
   return plan;
+}
+
+EvalRecord make_eval_record(const std::string& dataset, const std::string& dataset_sha256,
+                            Method method, const QuantScheme& scheme, const PerplexityResult& r,
+                            std::string started_utc) {
+  EvalRecord e;
+  e.kind = "ppl";
+  e.dataset = dataset;
+  e.dataset_sha256 = dataset_sha256;
+  e.method = std::string(method_name(method));
+  e.scheme = scheme.describe();
+  e.seqlen = r.seqlen;
+  e.windows = r.windows;
+  e.tokens_scored = r.tokens_scored;
+  e.window_nll = r.window_nll;
+  e.ppl = r.ppl;
+  e.nll_mean = r.nll_mean;
+  if (r.kl) {
+    e.kl_mean = r.kl->mean;
+    e.top1 = r.kl->top1_agreement;
+  }
+  e.started_utc = std::move(started_utc);
+  e.finished_utc = utc_now_iso8601();
+  return e;
 }
 
 }  // namespace mxlens

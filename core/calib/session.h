@@ -14,6 +14,7 @@
 #include "core/calib/calib_windows.h"
 #include "core/calib/method.h"
 #include "core/calib/site_stats.h"
+#include "core/eval/perplexity.h"
 #include "core/model/llama_config.h"
 #include "core/quant/gptq_model.h"
 #include "core/quant/quant_plan.h"
@@ -40,24 +41,24 @@ enum class SearchData { mean_window };
 struct CalibrationSettings {
   Method method = Method::duquantpp;
   QuantScheme scheme = QuantScheme::make(QuantMode::w4a4);
-  CalibWindowSpec windows;        // count, seqlen (after capping), seed, tail fraction
-  bool add_bos = false;           // one BOS prepended to the calibration text's ids
-  SmoothingOptions smoothing;     // α, floors
-  GreedyOptions greedy;           // DuQuant++: n = 32, S = 128, selection, objective, seed
-  DuQuantOptions duquant;         // original DuQuant: n = 128, S = 256
-  GptqModelOptions gptq;          // DuQuant++*
-  uint64_t rotation_seed = 0;     // random (§5.4), QuaRot signs, Q' of the searches
-  int stats_windows = 0;          // windows the statistics pass runs (0 = all calibration windows)
-  SiteStatsOptions stats;         // sampling budget, E8M0 rule of the statistics
+  CalibWindowSpec windows;     // count, seqlen (after capping), seed, tail fraction
+  bool add_bos = false;        // one BOS prepended to the calibration text's ids
+  SmoothingOptions smoothing;  // α, floors
+  GreedyOptions greedy;        // DuQuant++: n = 32, S = 128, selection, objective, seed
+  DuQuantOptions duquant;      // original DuQuant: n = 128, S = 256
+  GptqModelOptions gptq;       // DuQuant++*
+  uint64_t rotation_seed = 0;  // random (§5.4), QuaRot signs, Q' of the searches
+  int stats_windows = 0;       // windows the statistics pass runs (0 = all calibration windows)
+  SiteStatsOptions stats;      // sampling budget, E8M0 rule of the statistics
   SearchData search_data = SearchData::mean_window;
 };
 
 // Where the calibration text came from and what was drawn from it.
 struct CalibrationData {
-  std::string text_path;      // as given
-  std::string text_sha256;    // of the file's bytes
-  int64_t text_tokens = 0;    // ids of the whole text (BOS included when added)
-  TokenRegion region;         // ids calibration drew from
+  std::string text_path;                // as given
+  std::string text_sha256;              // of the file's bytes
+  int64_t text_tokens = 0;              // ids of the whole text (BOS included when added)
+  TokenRegion region;                   // ids calibration drew from
   std::vector<int64_t> window_offsets;  // [count]
 };
 
@@ -71,9 +72,9 @@ struct Provenance {
 };
 
 struct CalibrationTimings {  // seconds
-  double forward = 0;     // FP statistics forward (smoothing statistics)
-  double statistics = 0;  // the statistics pass (SiteStats)
-  double search = 0;      // rotation searches, including their propagation forward
+  double forward = 0;        // FP statistics forward (smoothing statistics)
+  double statistics = 0;     // the statistics pass (SiteStats)
+  double search = 0;         // rotation searches, including their propagation forward
   double gptq = 0;
   double total = 0;
 };
@@ -83,8 +84,8 @@ struct EvalRecord {
   std::string kind = "ppl";  // "ppl"
   std::string dataset;       // text file as given
   std::string dataset_sha256;
-  std::string method;        // method name
-  std::string scheme;        // QuantScheme::describe()
+  std::string method;  // method name
+  std::string scheme;  // QuantScheme::describe()
   int seqlen = 0;
   int64_t windows = 0, tokens_scored = 0;
   std::vector<double> window_nll;
@@ -92,6 +93,11 @@ struct EvalRecord {
   std::optional<double> kl_mean, top1;  // against FP, when measured
   std::string started_utc, finished_utc;
 };
+
+// The record of one perplexity run of `method` on a text (finished now).
+EvalRecord make_eval_record(const std::string& dataset, const std::string& dataset_sha256,
+                            Method method, const QuantScheme& scheme,
+                            const PerplexityResult& result, std::string started_utc);
 
 // The search traces of one site: DuQuant++ has one, original DuQuant two (R₁, R₂).
 struct SiteSearch {
@@ -106,10 +112,10 @@ struct Session {
   CalibrationSettings settings;
   CalibrationData data;
   CalibrationTimings timings;
-  LlamaConfig config;                                // parsed from provenance.config_json
-  std::vector<LayerTransforms> transforms;           // [layers]
-  std::vector<std::array<SiteSearch, 4>> searches;   // [layers][site]; empty traces = no search
-  ModelSiteStats stats;                              // [layers][site]; may be empty
+  LlamaConfig config;                               // parsed from provenance.config_json
+  std::vector<LayerTransforms> transforms;          // [layers]
+  std::vector<std::array<SiteSearch, 4>> searches;  // [layers][site]; empty traces = no search
+  ModelSiteStats stats;                             // [layers][site]; may be empty
   // GPTQ's final (transformed, fake-quantized) weights, [layers][linear]; empty otherwise.
   std::vector<std::array<std::optional<RowMatrixXf>, 7>> weights;
   std::vector<EvalRecord> results;

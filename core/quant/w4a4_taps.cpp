@@ -44,4 +44,10 @@ const float* W4a4Taps::weight_override(int layer, Linear linear, std::span<const
   return buf.data();
 }
 
+bool weight_cache_fits(const LlamaConfig& c, int64_t budget_bytes) {
+  const int64_t d = c.hidden_size, f = c.intermediate_size;
+  const int64_t q = int64_t(c.num_heads) * c.head_dim, kv = int64_t(c.num_kv_heads) * c.head_dim;
+  return (d * q + 2 * d * kv + q * d + 3 * d * f) * c.num_layers * 4 <= budget_bytes;
+}
+
 }  // namespace mxlens

@@ -18,6 +18,11 @@
 
 namespace mxlens {
 
+// Whether every layer's transformed, fake-quantized weights (FP32) fit `budget_bytes`, i.e.
+// whether Options::cache_weights is worth it across windows (a 1B model's 4.9 GB are
+// recomputed per window instead).
+bool weight_cache_fits(const LlamaConfig& cfg, int64_t budget_bytes = int64_t(1) << 30);
+
 class W4a4Taps : public SiteTaps {
  public:
   struct Options {
