@@ -105,42 +105,22 @@ OutliersView::OutliersView(QWidget* parent)
 
 void OutliersView::buildHeatmapPlot() {
   QCustomPlot* plot = heat_panel_->plot();
-  const BeforeAfterLayout l = buildBeforeAfterLayout(plot, QFont(font().family(), -1, QFont::Bold));
+  const BeforeAfterLayout l = buildBeforeAfterLayout(plot, QFont(font().family(), -1, QFont::Bold),
+                                                     QStringLiteral("channel"));
   before_title_ = l.before_title;
   after_title_ = l.after_title;
   before_rect_ = l.before;
   after_rect_ = l.after;
   scale_ = l.scale;
+  before_map_ = l.before_map;
+  after_map_ = l.after_map;
 
-  scale_->setType(QCPAxis::atRight);
-  scale_->setBarWidth(12);
   scale_->setDataScaleType(QCPAxis::stLogarithmic);
   scale_->axis()->setTicker(QSharedPointer<QCPAxisTickerLog>::create());
   scale_->axis()->setNumberFormat(QStringLiteral("eb"));
   scale_->axis()->setNumberPrecision(0);
   scale_->axis()->setLabel(QStringLiteral("|x|"));
   scale_->setGradient(sequentialGradient());
-  scale_->setRangeDrag(false);
-  scale_->setRangeZoom(false);
-
-  for (QCPAxisRect* rect : {before_rect_, after_rect_}) {
-    for (QCPAxis* axis : rect->axes()) axis->grid()->setVisible(false);
-    rect->axis(QCPAxis::atBottom)->setLabel(QStringLiteral("channel"));
-    rect->axis(QCPAxis::atLeft)->setRangeReversed(true);  // row 0 on top, like a matrix
-    rect->axis(QCPAxis::atBottom)->setTicker(integerAxisTicker());
-    rect->axis(QCPAxis::atLeft)->setTicker(integerAxisTicker());
-  }
-  before_rect_->axis(QCPAxis::atLeft)->setLabel(QStringLiteral("sampled token row"));
-
-  before_map_ =
-      new QCPColorMap(before_rect_->axis(QCPAxis::atBottom), before_rect_->axis(QCPAxis::atLeft));
-  after_map_ =
-      new QCPColorMap(after_rect_->axis(QCPAxis::atBottom), after_rect_->axis(QCPAxis::atLeft));
-  for (QCPColorMap* map : {before_map_, after_map_}) {
-    map->setInterpolate(false);
-    map->setTightBoundary(false);
-    map->setColorScale(scale_);  // one scale: both maps share its data range and gradient
-  }
 }
 
 void OutliersView::buildBarsPlot() {

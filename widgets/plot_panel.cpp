@@ -319,7 +319,8 @@ void PlotPanel::exportWithDialog(const QString& suffix) {
   if (!exportPlot(plot_, path, &error)) QMessageBox::warning(this, tr("Export failed"), error);
 }
 
-BeforeAfterLayout buildBeforeAfterLayout(QCustomPlot* plot, const QFont& title_font) {
+BeforeAfterLayout buildBeforeAfterLayout(QCustomPlot* plot, const QFont& title_font,
+                                         const QString& x_label) {
   QCPLayoutGrid* layout = plot->plotLayout();
   layout->clear();
   BeforeAfterLayout l;
@@ -340,6 +341,27 @@ BeforeAfterLayout buildBeforeAfterLayout(QCustomPlot* plot, const QFont& title_f
        {static_cast<QCPLayoutElement*>(l.before), static_cast<QCPLayoutElement*>(l.after),
         static_cast<QCPLayoutElement*>(l.scale)})
     e->setMarginGroup(QCP::msTop | QCP::msBottom, margins);
+
+  l.scale->setType(QCPAxis::atRight);
+  l.scale->setBarWidth(12);
+  l.scale->setRangeDrag(false);
+  l.scale->setRangeZoom(false);
+  for (QCPAxisRect* rect : {l.before, l.after}) {
+    for (QCPAxis* axis : rect->axes()) axis->grid()->setVisible(false);
+    rect->axis(QCPAxis::atBottom)->setLabel(x_label);
+    rect->axis(QCPAxis::atLeft)->setRangeReversed(true);  // row 0 on top, like a matrix
+    rect->axis(QCPAxis::atBottom)->setTicker(integerAxisTicker());
+    rect->axis(QCPAxis::atLeft)->setTicker(integerAxisTicker());
+  }
+  l.before->axis(QCPAxis::atLeft)->setLabel(QStringLiteral("sampled token row"));
+  l.before_map =
+      new QCPColorMap(l.before->axis(QCPAxis::atBottom), l.before->axis(QCPAxis::atLeft));
+  l.after_map = new QCPColorMap(l.after->axis(QCPAxis::atBottom), l.after->axis(QCPAxis::atLeft));
+  for (QCPColorMap* map : {l.before_map, l.after_map}) {
+    map->setInterpolate(false);
+    map->setTightBoundary(false);
+    map->setColorScale(l.scale);  // one scale: both maps share its data range and gradient
+  }
   return l;
 }
 

@@ -19,6 +19,7 @@ class QCustomPlot;
 class QCPAxis;
 class QCPAxisRect;
 class QCPAxisTicker;
+class QCPColorMap;
 class QCPColorScale;
 class QCPTextElement;
 class QFont;
@@ -54,16 +55,20 @@ QSharedPointer<QCPAxisTicker> integerAxisTicker();
 void linkAxes(QCPAxis* a, QCPAxis* b);
 
 // Two axis rects side by side under titles (row 0), a colour scale at the right sharing their
-// top and bottom margins: the before/after heatmaps of the Outliers and Scales views. Replaces
-// the plot's layout; the elements belong to the plot.
+// top and bottom margins, and one crisp colour map per rect drawn through that scale (rows of
+// sampled tokens downwards, `x_label` along the bottom): the before/after heatmaps of the
+// Outliers and Scales views. Replaces the plot's layout; the elements belong to the plot.
 struct BeforeAfterLayout {
   QCPTextElement* before_title = nullptr;
   QCPTextElement* after_title = nullptr;
   QCPAxisRect* before = nullptr;
   QCPAxisRect* after = nullptr;
   QCPColorScale* scale = nullptr;
+  QCPColorMap* before_map = nullptr;
+  QCPColorMap* after_map = nullptr;
 };
-BeforeAfterLayout buildBeforeAfterLayout(QCustomPlot* plot, const QFont& title_font);
+BeforeAfterLayout buildBeforeAfterLayout(QCustomPlot* plot, const QFont& title_font,
+                                         const QString& x_label);
 
 class PlotPanel : public QWidget {
   Q_OBJECT
