@@ -69,16 +69,11 @@ void run_eval(const EvalArgs& a) {
     data_sha = sha256_file(a.data);
     if (data_sha == session->data.text_sha256) {
       // The session calibrated on this text: score only the windows before its region.
-      const int64_t usable = eval_windows_before(session->data.region, a.seqlen);
-      if (usable < 1)
-        throw Error(a.data, "the session calibrated on the start of this text (ids from " +
-                                std::to_string(session->data.region.begin) +
-                                "), leaving no evaluation window of " + std::to_string(a.seqlen) +
-                                " tokens before it; evaluate another text or a shorter --seqlen");
-      opt.max_windows = a.windows > 0 ? std::min(a.windows, usable) : usable;
-      note = "the session calibrated on ids [" + std::to_string(session->data.region.begin) + ", " +
-             std::to_string(session->data.region.end) + ") of this text; only the " +
-             std::to_string(opt.max_windows) + " windows before them are scored";
+      const int64_t all = perplexity_window_count(int64_t(ids.size()), a.seqlen);
+      const WindowsBeforeRegion limited = limit_to_windows_before(
+          session->data.region, a.seqlen, a.windows > 0 ? std::min(a.windows, all) : all, a.data);
+      opt.max_windows = limited.windows;
+      note = limited.note;
     }
   }
   ProgressLine bar;

@@ -79,4 +79,23 @@ int64_t eval_windows_before(TokenRegion region, int seqlen) {
   return region.begin <= 0 ? 0 : region.begin / seqlen;
 }
 
+WindowsBeforeRegion limit_to_windows_before(TokenRegion region, int seqlen, int64_t windows,
+                                            const std::string& eval_source) {
+  const std::string ids =
+      "ids [" + std::to_string(region.begin) + ", " + std::to_string(region.end) + ")";
+  const int64_t before = eval_windows_before(region, seqlen);
+  if (before < 1)
+    throw Error(eval_source, "calibration draws from " + ids +
+                                 " of this same text and no evaluation window of " +
+                                 std::to_string(seqlen) +
+                                 " tokens ends before them: use a longer text, a shorter window, "
+                                 "a smaller calibration tail or another calibration text");
+  WindowsBeforeRegion r;
+  r.windows = std::min(windows, before);
+  r.note = "calibration drew from " + ids + " of the same text; evaluation used only the " +
+           std::to_string(r.windows) + " windows of " + std::to_string(seqlen) +
+           " tokens before them";
+  return r;
+}
+
 }  // namespace mxlens

@@ -26,8 +26,8 @@ struct TokenRegion {
 };
 
 struct CalibWindowSpec {
-  int count = 128;   // N windows
-  int seqlen = 2048; // L tokens each (callers cap it by the model's context)
+  int count = 128;    // N windows
+  int seqlen = 2048;  // L tokens each (callers cap it by the model's context)
   uint64_t seed = 2;
   // Share of the ids, at the end of the text, that calibration draws from; 0 or 1 = all ids.
   double tail_fraction = 0.1;
@@ -46,5 +46,15 @@ std::vector<int64_t> draw_window_offsets(TokenRegion region, const CalibWindowSp
 // Number of leading perplexity windows of length seqlen that end at or before region.begin
 // (the evaluation windows disjoint from a tail calibration region).
 int64_t eval_windows_before(TokenRegion region, int seqlen);
+
+// Evaluation of the text calibration drew `region` from: how many windows to score (at most
+// `windows`, the count otherwise chosen) and the sentence reports print about it. Throws
+// Error(eval_source, ...) when no window of seqlen ends before the region.
+struct WindowsBeforeRegion {
+  int64_t windows = 0;
+  std::string note;
+};
+WindowsBeforeRegion limit_to_windows_before(TokenRegion region, int seqlen, int64_t windows,
+                                            const std::string& eval_source);
 
 }  // namespace mxlens

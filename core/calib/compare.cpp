@@ -80,21 +80,11 @@ CompareResult run_compare(const Checkpoint& checkpoint, const LlamaWeights& weig
     spec.seqlen = capped_calibration_seqlen(cfg, spec.seqlen);
     const TokenRegion region =
         calibration_region(int64_t(calib_text.ids.size()), spec, calib_text.path);
-    const int64_t before = eval_windows_before(region, result.seqlen);
-    if (before < 1)
-      throw Error(eval_text.path,
-                  "calibration draws from ids [" + std::to_string(region.begin) + ", " +
-                      std::to_string(region.end) +
-                      ") of this same text and no evaluation window of " +
-                      std::to_string(result.seqlen) +
-                      " tokens ends before them: use a longer text, a shorter window, a smaller "
-                      "calibration tail or another calibration text");
-    windows = std::min(windows, before);
+    const WindowsBeforeRegion limited =
+        limit_to_windows_before(region, result.seqlen, windows, eval_text.path);
+    windows = limited.windows;
     result.eval_excludes_calibration_region = true;
-    result.note = "calibration drew from ids [" + std::to_string(region.begin) + ", " +
-                  std::to_string(region.end) + ") of the same text; evaluation used only the " +
-                  std::to_string(windows) + " windows of " + std::to_string(result.seqlen) +
-                  " tokens before them";
+    result.note = limited.note;
   }
   result.windows = windows;
 

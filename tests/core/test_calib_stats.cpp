@@ -271,6 +271,22 @@ class TestCalibStats : public QObject {
     const TokenRegion r = calibration_region(10000, s);
     QVERIFY(eval_windows_before(r, 64) * 64 <= r.begin);
     QVERIFY((eval_windows_before(r, 64) + 1) * 64 > r.begin);
+
+    // The windows an evaluation of the calibration text keeps, and what reports say.
+    const WindowsBeforeRegion few = limit_to_windows_before({896, 1000}, 64, 5, "t.txt");
+    QCOMPARE(few.windows, int64_t(5));
+    const WindowsBeforeRegion all = limit_to_windows_before({896, 1000}, 64, 15, "t.txt");
+    QCOMPARE(all.windows, int64_t(14));
+    QVERIFY2(all.note.find("[896, 1000)") != std::string::npos &&
+                 all.note.find("14 windows of 64") != std::string::npos,
+             all.note.c_str());
+    try {
+      limit_to_windows_before({63, 1000}, 64, 15, "t.txt");
+      QFAIL("no window before the region was accepted");
+    } catch (const Error& e) {
+      QCOMPARE(e.source(), std::string("t.txt"));
+      QVERIFY(std::string(e.problem()).find("no evaluation window of 64") != std::string::npos);
+    }
   }
 
   void sampleBudget() {
