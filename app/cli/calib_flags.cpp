@@ -34,6 +34,12 @@ void add_calibration_flags(CLI::App* cmd, CalibFlags& f) {
   cmd->add_option("--alpha", f.alpha, "Smoothing migration strength α")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
+  cmd->add_option("--smooth-gqa", f.smooth_gqa,
+                  "o_proj smoothing under GQA: online (x/s every forward, as the released code) "
+                  "or tied (s equal across query heads sharing a KV head, folded into v_proj "
+                  "rows; needed to export smoothed methods)")
+      ->check(CLI::IsMember({"online", "tied"}))
+      ->capture_default_str();
   cmd->add_option("--steps", f.steps, "DuQuant++ greedy steps S (best prefix kept)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
@@ -79,6 +85,7 @@ CalibrationSettings to_settings(const CalibFlags& f, Method method) {
   s.windows.seed = f.seed;
   s.windows.tail_fraction = f.tail_fraction;
   s.smoothing.alpha = f.alpha;
+  s.smoothing.tie_gqa = f.smooth_gqa == "tied";
   s.greedy.max_steps = f.steps;
   s.greedy.selection = parse_greedy_selection(f.selection);
   s.greedy.objective = parse_greedy_objective(f.objective);

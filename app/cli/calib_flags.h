@@ -16,6 +16,7 @@ struct CalibFlags {
   double tail_fraction = 0.1;
   std::string format = "mxfp4", mode = "w4a4", scale_rule = "ocp_floor", rounding = "rne";
   float alpha = 0.6f;
+  std::string smooth_gqa = "online";
   int steps = 128, duquant_steps = 256;
   std::string selection = "paper", objective = "range";
   uint64_t rotation_seed = 0;

@@ -69,6 +69,7 @@ class Reader {
     return obj_[key];
   }
   Reader object(const char* key) const { return Reader(source_, field(key), name(key)); }
+  bool has(const char* key) const { return obj_.contains(key); }
 
   std::string string(const char* key) const {
     const json& v = field(key);
@@ -186,7 +187,8 @@ std::string settings_to_json(const CalibrationSettings& s) {
   j["add_bos"] = s.add_bos;
   j["smoothing"] = {{"alpha", float_value(s.smoothing.alpha)},
                     {"min_value", float_value(s.smoothing.min_value)},
-                    {"floor_value", float_value(s.smoothing.floor_value)}};
+                    {"floor_value", float_value(s.smoothing.floor_value)},
+                    {"tie_gqa", s.smoothing.tie_gqa}};
   // layer/site/stage/threads of the search options are per call, not settings.
   j["greedy"] = {{"block_size", s.greedy.block_size},
                  {"max_steps", s.greedy.max_steps},
@@ -243,10 +245,12 @@ CalibrationSettings settings_from_json(std::string_view text, std::string_view s
   s.add_bos = r.boolean("add_bos");
 
   const Reader sm = r.object("smoothing");
-  sm.only({"alpha", "min_value", "floor_value"});
+  sm.only({"alpha", "min_value", "floor_value", "tie_gqa"});
   s.smoothing.alpha = sm.number_f32("alpha");
   s.smoothing.min_value = sm.number_f32("min_value");
   s.smoothing.floor_value = sm.number_f32("floor_value");
+  // Sessions written before tie_gqa existed used the online division.
+  s.smoothing.tie_gqa = sm.has("tie_gqa") ? sm.boolean("tie_gqa") : false;
 
   const Reader g = r.object("greedy");
   g.only({"block_size", "max_steps", "selection", "objective", "seed"});

@@ -63,8 +63,8 @@ struct ExportReport {
 
 // What an export would write, found without writing: the refusals below are thrown here.
 struct ExportPlan {
-  uint64_t bytes = 0;               // estimated size of everything written
-  std::vector<std::string> notes;   // as ExportReport::notes
+  uint64_t bytes = 0;              // estimated size of everything written
+  std::vector<std::string> notes;  // as ExportReport::notes
 };
 
 // Checks, in this order, each an Error naming the file or site:
@@ -74,8 +74,8 @@ struct ExportPlan {
 //   - not enough free space for ExportPlan::bytes.
 // `session_file` names the session in messages.
 ExportPlan plan_export(const Checkpoint& checkpoint, const Session& session,
-                       const std::filesystem::path& session_file,
-                       const std::filesystem::path& out, const ExportOptions& options);
+                       const std::filesystem::path& session_file, const std::filesystem::path& out,
+                       const ExportOptions& options);
 
 // plan_export, then writes. Progress per tensor; Cancelled leaves no output behind.
 ExportReport export_checkpoint(const Checkpoint& checkpoint, const Session& session,

@@ -51,8 +51,9 @@ ExportedWeight export_weight_blocks(const QuantPlan& plan, const LayerWeights& l
   if (std::memcmp(back.data(), values.data(), back.size() * sizeof(float)) != 0) {
     size_t i = 0;
     while (i < back.size() && std::memcmp(&back[i], &values[i], sizeof(float)) == 0) ++i;
-    throw Error("export", module + ": the quantized weight is not exactly representable as "
-                                   "MXFP4 blocks (element " +
+    throw Error("export", module +
+                              ": the quantized weight is not exactly representable as "
+                              "MXFP4 blocks (element " +
                               std::to_string(i) + ": " + std::to_string(values[i]) + " → " +
                               std::to_string(back[i]) + ")");
   }

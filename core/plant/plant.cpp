@@ -4,8 +4,6 @@
 // streamed one at a time into a SafetensorsWriter inside a temporary directory.
 #include "core/plant/plant.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -21,6 +19,7 @@
 
 #include "core/io/float_convert.h"
 #include "core/io/safetensors_writer.h"
+#include "core/io/staged_output.h"
 #include "core/model/forward.h"
 #include "core/model/llama_model.h"
 #include "core/util/error.h"
@@ -107,35 +106,6 @@ void encode_values(std::span<const double> values, DType dtype, std::vector<std:
                               dtype_name(dtype) + "; use a smaller --scale or --dtype f32");
     if (written != exact && !(std::isnan(written) && std::isnan(exact))) ++rounded;
   }
-}
-
-class TempDir {
- public:
-  explicit TempDir(fs::path p) : path_(std::move(p)) { fs::create_directories(path_); }
-  ~TempDir() {
-    if (!released_) {
-      std::error_code ec;
-      fs::remove_all(path_, ec);
-    }
-  }
-  const fs::path& path() const { return path_; }
-  void release() { released_ = true; }
-
- private:
-  fs::path path_;
-  bool released_ = false;
-};
-
-fs::path temp_dir_for(const fs::path& out) {
-  static int counter = 0;
-  const fs::path parent = out.parent_path().empty() ? fs::path(".") : out.parent_path();
-  std::string name = ".";
-  name += out.filename().string();
-  name += ".plant-tmp-";
-  name += std::to_string(::getpid());
-  name += '-';
-  name += std::to_string(++counter);
-  return parent / name;
 }
 
 std::string format_number(double v) {
@@ -595,23 +565,6 @@ void copy_small_files(const fs::path& src, const fs::path& dst, bool untie, Plan
   }
 }
 
-void check_out_dir(const Checkpoint& ckpt, const fs::path& out, bool force) {
-  if (out.empty()) throw Error("--out", "no output directory given");
-  const fs::path src = fs::weakly_canonical(ckpt.dir());
-  const fs::path dst = fs::weakly_canonical(out);
-  if (dst == src) throw Error(out.string(), "is the source checkpoint; choose another --out");
-  // Replacing a directory that holds the source would delete it.
-  const auto mismatch = std::mismatch(dst.begin(), dst.end(), src.begin(), src.end());
-  if (mismatch.first == dst.end())
-    throw Error(out.string(), "contains the source checkpoint; choose another --out");
-  if (fs::exists(out) && !force)
-    throw Error(out.string(), "already exists; pass --force to replace it");
-  if (fs::exists(out) && !fs::is_directory(out))
-    throw Error(out.string(), "exists and is not a directory");
-  const fs::path parent = dst.parent_path();
-  if (!fs::is_directory(parent)) throw Error(out.string(), "parent directory does not exist");
-}
-
 nlohmann::json record_to_json(const PlantRecord& r) {
   nlohmann::json j;
   j["mxlens_plant_version"] = 1;
@@ -689,7 +642,7 @@ PlantRecord plant_outliers(const Checkpoint& ckpt, const fs::path& out_dir_arg,
   // "out/" names the directory "out".
   const fs::path out_dir = out_dir_arg.has_filename() ? out_dir_arg : out_dir_arg.parent_path();
   check_options(ckpt, options);
-  check_out_dir(ckpt, out_dir, options.force);
+  check_output_target(out_dir, OutputKind::directory, options.force, ckpt.dir());
   const LlamaConfig& cfg = ckpt.config();
 
   PlantRecord rec;
@@ -768,7 +721,7 @@ PlantRecord plant_outliers(const Checkpoint& ckpt, const fs::path& out_dir_arg,
   std::vector<TensorSpec> specs;
   for (const TensorOp& op : ops) specs.push_back(TensorSpec{op.name, op.out_dtype, op.shape});
 
-  TempDir tmp(temp_dir_for(out_dir));
+  StagedOutput tmp(out_dir, OutputKind::directory, "plant");
   {
     SafetensorsWriter writer(tmp.path() / kWeightsFile, specs, metadata);
     TensorStreamer streamer(ckpt, writer, rotation ? &rotation->q : nullptr, rec);
@@ -787,17 +740,7 @@ PlantRecord plant_outliers(const Checkpoint& ckpt, const fs::path& out_dir_arg,
     if (!out) throw Error((tmp.path() / kRecordFile).string(), "cannot write");
   }
 
-  if (fs::exists(out_dir)) {
-    const fs::path old = temp_dir_for(out_dir);
-    fs::rename(out_dir, old);
-    fs::rename(tmp.path(), out_dir);
-    tmp.release();
-    std::error_code ec;
-    fs::remove_all(old, ec);
-  } else {
-    fs::rename(tmp.path(), out_dir);
-    tmp.release();
-  }
+  tmp.commit();
   progress.report(1.0, "done");
   return rec;
 }

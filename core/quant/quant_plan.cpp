@@ -28,10 +28,14 @@ void set_smoothing(std::vector<LayerTransforms>& transforms, const LlamaWeights&
   LayerWeights lw;
   for (int l = 0; l < cfg.num_layers; ++l) {
     weights.load_layer(l, lw);
-    const auto s = layer_smoothing_factors(lw, stats, options);
+    auto s = layer_smoothing_factors(lw, stats, options);
+    const bool gqa = cfg.num_kv_heads != cfg.num_heads;
+    if (options.tie_gqa && gqa)
+      s[size_t(Site::O)] = tied_smoothing_factors(stats.absmax(l, Site::O), lw.o, cfg.head_dim,
+                                                  cfg.kv_group(), options);
     for (Site site : kAllSites) {
       transforms[size_t(l)].site(site).smooth = s[size_t(site)];
-      transforms[size_t(l)].site(site).smooth_fold = smooth_fold(site, cfg);
+      transforms[size_t(l)].site(site).smooth_fold = smooth_fold(site, cfg, options.tie_gqa);
     }
   }
 }
@@ -59,15 +63,18 @@ void QuantPlan::check_site(int l, Site s, const SiteTransform& t) const {
   if (int(t.smooth.size()) != channels)
     throw Error(where, "smoothing has " + std::to_string(t.smooth.size()) +
                            " factors, the site has " + std::to_string(channels) + " channels");
-  const bool ok =
-      t.smooth_fold == SmoothFold::online ||
-      (t.smooth_fold == SmoothFold::norm && (s == Site::Qkv || s == Site::GateUp)) ||
-      (t.smooth_fold == SmoothFold::previous_rows &&
-       (s == Site::Down || (s == Site::O && smooth_fold(s, cfg_) == SmoothFold::previous_rows)));
+  // o folds into v rows without q/k/v biases, and under GQA only with s tied across groups.
+  const bool o_rows_ok = s == Site::O &&
+                         smooth_fold(s, cfg_, /*tie_gqa=*/true) == SmoothFold::previous_rows &&
+                         (cfg_.num_kv_heads == cfg_.num_heads ||
+                          smoothing_tied_across_groups(t.smooth, cfg_.head_dim, cfg_.kv_group()));
+  const bool ok = t.smooth_fold == SmoothFold::online ||
+                  (t.smooth_fold == SmoothFold::norm && (s == Site::Qkv || s == Site::GateUp)) ||
+                  (t.smooth_fold == SmoothFold::previous_rows && (s == Site::Down || o_rows_ok));
   if (!ok)
     throw Error(where,
-                "smoothing cannot be folded that way at this site (o folds into "
-                "v_proj rows only without GQA and q/k/v biases)");
+                "smoothing cannot be folded that way at this site (o folds into v_proj rows "
+                "only without q/k/v biases and, under GQA, with s equal across each KV group)");
 }
 
 void QuantPlan::set_site(int layer, Site site, SiteTransform transform) {
@@ -131,7 +138,8 @@ void QuantPlan::transform_weight(int layer, Linear which, std::span<const float>
     throw Error(std::string(linear_name(which)), "weight size does not match its shape");
   dst = Eigen::Map<const RowMatrixXf>(w.data(), out, in);
   const LayerTransforms& lt = transforms_[size_t(layer)];
-  fold_smoothing_into_weight(which, lt.smoothing_factors(), lt.smoothing_folds(), dst);
+  fold_smoothing_into_weight(which, lt.smoothing_factors(), lt.smoothing_folds(), dst,
+                             cfg_.head_dim);
   const SiteTransform& t = lt.site(site_of(which));
   if (t.has_rotation()) t.rotation.apply_rows(dst, threads);
 }

@@ -302,6 +302,40 @@ class TestCalibrate : public QObject {
     }
   }
 
+  // Tied GQA smoothing (--smooth-gqa tied): the o site's s is equal across the query heads
+  // sharing a KV head and folds into v_proj rows (no online division), the model is still
+  // FP-equivalent, and the factors differ from the untied ones (so the option does something).
+  void tiedGqaSmoothing() {
+    QVERIFY(cfg().num_kv_heads < cfg().num_heads);  // the 656K model is GQA
+    CalibrationSettings st = settings(Method::duquantpp);
+    st.smoothing.tie_gqa = true;
+    const Session tied = run(st);
+    const Session& untied = sessions_.at(Method::duquantpp);
+    for (int l = 0; l < cfg().num_layers; ++l) {
+      const SiteTransform& o = tied.transforms[size_t(l)].site(Site::O);
+      QCOMPARE(o.smooth_fold, SmoothFold::previous_rows);
+      QVERIFY(smoothing_tied_across_groups(o.smooth, cfg().head_dim, cfg().kv_group()));
+      QCOMPARE(untied.transforms[size_t(l)].site(Site::O).smooth_fold, SmoothFold::online);
+      QVERIFY(!smoothing_tied_across_groups(untied.transforms[size_t(l)].site(Site::O).smooth,
+                                            cfg().head_dim, cfg().kv_group()));
+      // Per group and offset, s comes from the maxima over the group's heads.
+      for (Site site : {Site::Qkv, Site::GateUp, Site::Down})
+        QCOMPARE(tied.transforms[size_t(l)].site(site).smooth,
+                 untied.transforms[size_t(l)].site(site).smooth);
+    }
+    LlamaForward fwd(*weights_);
+    const RowMatrixXf ref = fwd.logits_all(window_);
+    const QuantPlan plan(cfg(), QuantScheme::make(QuantMode::none), tied.transforms);
+    W4a4Taps taps(plan);
+    const double err = rel_error(fwd.logits_all(window_, &taps), ref);
+    QVERIFY2(err < kEquivalenceRelTol, QByteArray::number(err));
+    // The settings round-trip through JSON, and an untied s is refused as a v fold.
+    QVERIFY(settings_from_json(settings_to_json(tied.settings), "t").smoothing.tie_gqa);
+    std::vector<LayerTransforms> bad = untied.transforms;
+    bad[0].site(Site::O).smooth_fold = SmoothFold::previous_rows;
+    QVERIFY_THROWS_EXCEPTION(Error, QuantPlan(cfg(), QuantScheme::make(QuantMode::none), bad));
+  }
+
   // (b) Every rotation is orthogonal in float32, every permutation a permutation.
   void rotationsOrthogonal() {
     int checked = 0;

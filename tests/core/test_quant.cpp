@@ -489,8 +489,13 @@ class TestQuant : public QObject {
     QVERIFY_THROWS_EXCEPTION(Error,
                              QuantPlan(c, QuantScheme::make(QuantMode::w4a4), t));  // 384 % 256
     t[1].site(Site::Down).rotation = ChannelTransform();
+    // GQA: s equal across each KV group folds into v rows (--smooth-gqa tied) ...
     t[0].site(Site::O).smooth.assign(size_t(c.num_heads * c.head_dim), 2.0f);
-    t[0].site(Site::O).smooth_fold = SmoothFold::previous_rows;  // GQA: cannot fold into v
+    t[0].site(Site::O).smooth_fold = SmoothFold::previous_rows;
+    QuantPlan tied(c, QuantScheme::make(QuantMode::w4a4), t);
+    // ... s that differs between the heads of a group cannot.
+    for (size_t i = 0; i < t[0].site(Site::O).smooth.size(); ++i)
+      t[0].site(Site::O).smooth[i] = 1.0f + 0.01f * float(i);
     try {
       QuantPlan p(c, QuantScheme::make(QuantMode::w4a4), t);
       QFAIL("v-row fold accepted under GQA");
@@ -498,6 +503,7 @@ class TestQuant : public QObject {
       std::printf("  %s\n", e.what());
     }
     QCOMPARE(smooth_fold(Site::O, c), SmoothFold::online);
+    QCOMPARE(smooth_fold(Site::O, c, /*tie_gqa=*/true), SmoothFold::previous_rows);
     t[0].site(Site::O).smooth_fold = SmoothFold::online;
     const QuantPlan ok(c, QuantScheme::make(QuantMode::w4a4), t);
     QVERIFY_THROWS_EXCEPTION(
