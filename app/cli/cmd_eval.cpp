@@ -18,6 +18,7 @@
 #include "core/io/model_fingerprint.h"
 #include "core/io/session_file.h"
 #include "core/model/checkpoint.h"
+#include "core/quant/fp_quant_plan.h"
 #include "core/quant/w4a4_taps.h"
 #include "core/text/tokenizer.h"
 #include "core/util/error.h"
@@ -49,6 +50,10 @@ void run_eval(const EvalArgs& a) {
     throw Error(a.model_dir,
                 "has no tokenizer.json; eval needs the model's tokenizer to read --data");
   check_seqlen(ckpt.config(), a.seqlen);  // before the (slower) tokenization
+  if (ckpt.fp_quant() && !a.session.empty())
+    throw Error("--session", a.model_dir +
+                                 " is an fp_quant checkpoint: its quantization is in its files; "
+                                 "evaluate it without --session (or pass the original model)");
   std::optional<Session> session;
   if (!a.session.empty()) {
     session = load_session(a.session);
@@ -91,7 +96,15 @@ void run_eval(const EvalArgs& a) {
   }
   std::optional<QuantPlan> plan;
   std::optional<W4a4Taps> taps;
-  if (session) {
+  std::string stored;  // an fp_quant checkpoint: what its files say is computed
+  if (ckpt.fp_quant()) {
+    // Its weights are stored rotated and quantized: only its own plan computes the model.
+    plan.emplace(fp_quant_plan(ckpt));
+    stored = describe_fp_quant_plan(ckpt, *plan);
+    W4a4Taps::Options topt;
+    topt.threads = a.threads;
+    taps.emplace(*plan, topt);
+  } else if (session) {
     plan.emplace(make_plan(*session, ckpt.config()));
     W4a4Taps::Options topt;
     topt.threads = a.threads;
@@ -130,6 +143,7 @@ void run_eval(const EvalArgs& a) {
     j["tokens_per_s"] = r.tokens_per_s;
     j["window_nll"] = r.window_nll;
     j["window_ppl"] = r.window_ppl;
+    if (!stored.empty()) j["fp_quant"] = stored;
     if (session) {
       j["session"] = a.session;
       j["method"] = method_name(session->settings.method);
@@ -152,6 +166,7 @@ void run_eval(const EvalArgs& a) {
   const int64_t all_windows = perplexity_window_count(r.tokens_total, r.seqlen);
   const int64_t dropped = r.tokens_total - all_windows * r.seqlen;
   std::printf("model          %s\n", a.model_dir.c_str());
+  if (!stored.empty()) std::printf("checkpoint     %s\n", stored.c_str());
   if (session) {
     std::printf("session        %s: %s, %s\n", a.session.c_str(),
                 std::string(method_name(session->settings.method)).c_str(),

@@ -14,5 +14,6 @@ void register_synth(CLI::App& app);
 void register_plant(CLI::App& app);
 void register_calibrate(CLI::App& app);
 void register_compare(CLI::App& app);
+void register_export(CLI::App& app);
 
 }  // namespace mxlens::cli

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   mxlens::cli::register_plant(app);
   mxlens::cli::register_calibrate(app);
   mxlens::cli::register_compare(app);
+  mxlens::cli::register_export(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -58,6 +58,7 @@ struct Checkpoint::Impl {
   std::map<std::string, Entry, std::less<>> tensors;
   std::string embedding;
   std::string lm_head;
+  std::optional<FpQuantConfig> fp_quant;
 
   void add_shard(const std::filesystem::path& path) {
     shards.push_back(std::make_unique<SafetensorsFile>(SafetensorsFile::open(path)));
@@ -104,6 +105,45 @@ struct Checkpoint::Impl {
     if (e->info->shape != shape)
       throw Error(shard, "tensor '" + name + "' has shape " + shape_text(e->info->shape) +
                              ", expected " + shape_text(shape));
+  }
+
+  // An fp_quant tensor: dtype in `dtypes`, shape exactly `shape`.
+  void require_stored(const std::string& name, std::initializer_list<DType> dtypes,
+                      std::vector<uint64_t> shape) const {
+    const Entry* e = find(name);
+    if (!e)
+      throw Error(dir.string(), "missing tensor '" + name + "' (an fp_quant checkpoint stores " +
+                                    "qweight, scales, forward_hadamard_matrix and global scales " +
+                                    "per quantized linear)");
+    const std::string& shard = shards[e->shard]->path().string();
+    bool ok = false;
+    for (DType t : dtypes) ok = ok || e->info->dtype == t;
+    if (!ok)
+      throw Error(shard, "tensor '" + name + "' has dtype " + dtype_name(e->info->dtype) +
+                             ", which fp_quant does not use there");
+    if (e->info->shape != shape)
+      throw Error(shard, "tensor '" + name + "' has shape " + shape_text(e->info->shape) +
+                             ", expected " + shape_text(shape));
+  }
+  void require_linear(const std::string& module, uint64_t rows, uint64_t cols) const {
+    if (!fp_quant || !fp_quant->quantizes(module)) {
+      require(module + ".weight", {rows, cols});
+      return;
+    }
+    if (cols % 32 != 0)
+      throw Error(dir.string(), module + " has " + std::to_string(cols) +
+                                    " input channels, not a multiple of the MXFP4 block (32)");
+    const uint64_t g = uint64_t(fp_quant->group_size);
+    if (cols % g != 0)
+      throw Error(dir.string(), module + " has " + std::to_string(cols) +
+                                    " input channels, not a multiple of hadamard_group_size " +
+                                    std::to_string(g));
+    require_stored(module + ".qweight", {DType::U8}, {rows, cols / 2});
+    require_stored(module + ".scales", {DType::U8, DType::F8_E8M0}, {rows, cols / 32});
+    require_stored(module + ".forward_hadamard_matrix", {DType::F32, DType::BF16, DType::F16},
+                   {g, g});
+    require_stored(module + ".weight_global_scale", {DType::F32, DType::BF16, DType::F16}, {1});
+    require_stored(module + ".act_global_scale", {DType::F32, DType::BF16, DType::F16}, {1});
   }
 
   void open_shards();
@@ -198,13 +238,14 @@ void Checkpoint::Impl::check_tensors() {
     auto name = [&](const char* suffix) { return layer_tensor_name(layer, suffix); };
     require(name("input_layernorm.weight"), {d});
     require(name("post_attention_layernorm.weight"), {d});
-    require(name("self_attn.q_proj.weight"), {q_rows, d});
-    require(name("self_attn.k_proj.weight"), {kv_rows, d});
-    require(name("self_attn.v_proj.weight"), {kv_rows, d});
-    require(name("self_attn.o_proj.weight"), {d, q_rows});
-    require(name("mlp.gate_proj.weight"), {f, d});
-    require(name("mlp.up_proj.weight"), {f, d});
-    require(name("mlp.down_proj.weight"), {d, f});
+    auto module = [&](const char* suffix) { return layer_tensor_name(layer, suffix); };
+    require_linear(module("self_attn.q_proj"), q_rows, d);
+    require_linear(module("self_attn.k_proj"), kv_rows, d);
+    require_linear(module("self_attn.v_proj"), kv_rows, d);
+    require_linear(module("self_attn.o_proj"), d, q_rows);
+    require_linear(module("mlp.gate_proj"), f, d);
+    require_linear(module("mlp.up_proj"), f, d);
+    require_linear(module("mlp.down_proj"), d, f);
     if (c.qkv_bias) {
       require(name("self_attn.q_proj.bias"), {q_rows});
       require(name("self_attn.k_proj.bias"), {kv_rows});
@@ -227,6 +268,7 @@ Checkpoint Checkpoint::open(const std::filesystem::path& dir) {
   const auto config_path = dir / "config.json";
   if (!std::filesystem::exists(config_path)) throw Error(config_path.string(), "file not found");
   impl->config = parse_llama_config(config_path);
+  impl->fp_quant = read_fp_quant_config(config_path);
   impl->open_shards();
   impl->check_tensors();
   if (const auto tok = dir / "tokenizer.json"; std::filesystem::is_regular_file(tok))
@@ -235,6 +277,10 @@ Checkpoint Checkpoint::open(const std::filesystem::path& dir) {
 }
 
 Checkpoint::Checkpoint(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+const FpQuantConfig* Checkpoint::fp_quant() const {
+  return impl_->fp_quant ? &*impl_->fp_quant : nullptr;
+}
 Checkpoint::Checkpoint(Checkpoint&&) noexcept = default;
 Checkpoint& Checkpoint::operator=(Checkpoint&&) noexcept = default;
 Checkpoint::~Checkpoint() = default;

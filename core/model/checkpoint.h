@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/io/safetensors.h"
+#include "core/model/fp_quant_config.h"
 #include "core/model/llama_config.h"
 
 namespace mxlens {
@@ -28,12 +29,17 @@ struct TensorRef {
 class Checkpoint {
  public:
   // Validates config, shards and the presence and shape of every tensor the LLaMA forward
-  // needs (formats.md §2.4); throws mxlens::Error naming the file and the problem.
+  // needs (formats.md §2.4; §4.1 for fp_quant linears); throws mxlens::Error naming the file
+  // and the problem.
   static Checkpoint open(const std::filesystem::path& dir);
 
   const std::filesystem::path& dir() const;
   const LlamaConfig& config() const;
   std::optional<std::filesystem::path> tokenizer_json() const;  // nullopt if absent
+  // Set for an FP-Quant (MXFP4) checkpoint: its seven linears per layer are stored as
+  // P.qweight / P.scales / P.forward_hadamard_matrix / global scales instead of P.weight
+  // (formats.md §4.1), and LlamaWeights gives their dequantized, already rotated values.
+  const FpQuantConfig* fp_quant() const;
 
   bool has(std::string_view name) const;
   TensorRef tensor(std::string_view name) const;  // throws Error if absent

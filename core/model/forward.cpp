@@ -182,7 +182,11 @@ void LlamaForward::layer_forward(int layer, SiteTaps* taps) {
   w_->load_layer(layer, lw_, opt_.threads);
 
   // Attention block: h = x + o_proj(attn(rope(q), rope(k), v)), inputs normed.
-  rmsnorm(x_, lw_.input_norm, eps, n_, opt_.threads, min_elements());
+  const auto gamma = [&](Site site, const float* g) {
+    const float* r = taps ? taps->norm_override(layer, site, {g, size_t(c.hidden_size)}) : nullptr;
+    return r ? r : g;
+  };
+  rmsnorm(x_, gamma(Site::Qkv, lw_.input_norm), eps, n_, opt_.threads, min_elements());
   if (taps) taps->on_activations(layer, Site::Qkv, n_);
   linear(n_, maybe_override(taps, layer, Linear::Q, lw_.q), lw_.q_bias, q_, opt_);
   linear(n_, maybe_override(taps, layer, Linear::K, lw_.k), lw_.k_bias, k_, opt_);
@@ -193,7 +197,7 @@ void LlamaForward::layer_forward(int layer, SiteTaps* taps) {
   x_ += tmp_;
 
   // MLP block: out = h + down(silu(gate(n2)) ⊙ up(n2)).
-  rmsnorm(x_, lw_.post_norm, eps, n_, opt_.threads, min_elements());
+  rmsnorm(x_, gamma(Site::GateUp, lw_.post_norm), eps, n_, opt_.threads, min_elements());
   if (taps) taps->on_activations(layer, Site::GateUp, n_);
   linear(n_, maybe_override(taps, layer, Linear::Gate, lw_.gate), nullptr, gate_, opt_);
   linear(n_, maybe_override(taps, layer, Linear::Up, lw_.up), nullptr, up_, opt_);

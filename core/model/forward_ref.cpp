@@ -104,7 +104,14 @@ std::vector<float> forward_ref(const Checkpoint& ckpt, std::span<const int32_t> 
   std::vector<Vec> kcache(size_t(c.num_layers), Vec(size_t(T) * kvd));
   std::vector<Vec> vcache(size_t(c.num_layers), Vec(size_t(T) * kvd));
   std::vector<float> logits(size_t(T) * V);
-  Vec x(d), n(d), q(hd), att(hd), tmp(d), g(f), u(f);
+  Vec x(d), n(d), q(hd), att(hd), tmp(d), g(f), u(f), gamma_buf;
+  // A tap may replace a norm's γ (smoothing folded into it).
+  auto norm_weight = [&](int l, Site s, const Vec& gw) -> const Vec& {
+    const float* r = taps ? taps->norm_override(l, s, {gw.data(), gw.size()}) : nullptr;
+    if (!r) return gw;
+    gamma_buf.assign(r, r + gw.size());
+    return gamma_buf;
+  };
   std::vector<double> score(static_cast<size_t>(T));
 
   for (int p = 0; p < T; ++p) {
@@ -116,7 +123,7 @@ std::vector<float> forward_ref(const Checkpoint& ckpt, std::span<const int32_t> 
       const RefLayer& w = L[size_t(l)];
       float* kc = kcache[size_t(l)].data() + size_t(p) * kvd;
       float* vc = vcache[size_t(l)].data() + size_t(p) * kvd;
-      rmsnorm(x.data(), w.input_norm, c.rms_norm_eps, d, n.data());
+      rmsnorm(x.data(), norm_weight(l, Site::Qkv, w.input_norm), c.rms_norm_eps, d, n.data());
       tap(taps, l, Site::Qkv, n);
       matvec(w.q, bias(w.qb), n.data(), d, hd, q.data());
       matvec(w.k, bias(w.kb), n.data(), d, kvd, kc);
@@ -148,7 +155,7 @@ std::vector<float> forward_ref(const Checkpoint& ckpt, std::span<const int32_t> 
       matvec(w.o, bias(w.ob), att.data(), hd, d, tmp.data());
       for (int i = 0; i < d; ++i) x[size_t(i)] += tmp[size_t(i)];
 
-      rmsnorm(x.data(), w.post_norm, c.rms_norm_eps, d, n.data());
+      rmsnorm(x.data(), norm_weight(l, Site::GateUp, w.post_norm), c.rms_norm_eps, d, n.data());
       tap(taps, l, Site::GateUp, n);
       matvec(w.gate, nullptr, n.data(), d, f, g.data());
       matvec(w.up, nullptr, n.data(), d, f, u.data());

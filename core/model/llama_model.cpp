@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <exception>
 #include <utility>
 
@@ -155,11 +156,20 @@ void LlamaWeights::load_layer(int layer, LayerWeights& out, int threads) const {
   // is sized before any view into it is taken.
   std::array<std::span<const float>, 7> views;
   std::array<std::string, 7> names;
+  std::array<bool, 7> stored_quantized{};  // fp_quant: decode qweight/scales instead
   int64_t need = 0;
+  const FpQuantConfig* fpq = ckpt_->fp_quant();
   for (size_t i = 0; i < kLinearSpecs.size(); ++i) {
     names[i] = layer_tensor_name(layer, kLinearSpecs[i].suffix);
-    const TensorRef t = ckpt_->tensor(names[i]);
     auto [rows, cols] = linear_shape(cfg_, kLinearSpecs[i].which);
+    const std::string module = names[i].substr(0, names[i].size() - std::string(".weight").size());
+    if (fpq && fpq->quantizes(module)) {
+      stored_quantized[i] = true;
+      names[i] = module;
+      need += rows * cols;
+      continue;
+    }
+    const TensorRef t = ckpt_->tensor(names[i]);
     check_matrix_shape(*ckpt_, t, rows, cols);
     views[i] = ckpt_->f32_view(names[i]);
     if (views[i].empty()) need += rows * cols;
@@ -186,7 +196,24 @@ void LlamaWeights::load_layer(int layer, LayerWeights& out, int threads) const {
     schedule(dynamic, 1) if (threads > 1 && to_convert.size() > 1)
   for (size_t j = 0; j < to_convert.size(); ++j) {
     try {
-      ckpt_->read_f32(names[to_convert[j].first], to_convert[j].second);
+      const size_t i = to_convert[j].first;
+      if (stored_quantized[i]) {
+        auto [rows, cols] = linear_shape(cfg_, kLinearSpecs[i].which);
+        float global_scale = 0;
+        ckpt_->read_f32(names[i] + ".weight_global_scale", std::span<float>(&global_scale, 1));
+        const TensorRef q = ckpt_->tensor(names[i] + ".qweight");
+        const TensorRef sc = ckpt_->tensor(names[i] + ".scales");
+        auto u8 = [](const TensorRef& t) {
+          return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(t.bytes.data()),
+                                          t.bytes.size());
+        };
+        if (!(global_scale > 0) || !std::isfinite(global_scale))
+          throw Error(q.shard->string(), names[i] + ".weight_global_scale is " +
+                                             std::to_string(global_scale) + ", not positive");
+        decode_fp_quant_weight(u8(q), u8(sc), global_scale, rows, cols, to_convert[j].second);
+      } else {
+        ckpt_->read_f32(names[i], to_convert[j].second);
+      }
     } catch (...) {
 #pragma omp critical(mxlens_load_layer_error)
       if (!error) error = std::current_exception();

@@ -64,6 +64,9 @@ class LlamaWeights {
 
   const LlamaConfig& config() const { return cfg_; }
   const Checkpoint& checkpoint() const { return *ckpt_; }
+  // An fp_quant checkpoint: the linears load as their stored, already rotated and quantized
+  // values, which only fp_quant_plan()'s plan (core/quant/fp_quant_plan.h) runs correctly.
+  bool prequantized() const { return ckpt_->fp_quant() != nullptr; }
 
   // Points `out` at layer `layer`'s weights, converting non-F32 tensors into out.storage
   // (up to `threads` tensors converted at once).

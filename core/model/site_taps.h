@@ -96,6 +96,14 @@ class SiteTaps {
                                        int in) {
     return nullptr;
   }
+
+  // Called before the RMSNorm that produces `site`'s input (Qkv: input_layernorm, GateUp:
+  // post_attention_layernorm) with its weight γ ([hidden]). Return a replacement γ' (owned by
+  // the tap, alive until on_activations of that site returns), or nullptr to keep γ. Smoothing
+  // folds γ ← γ/s here, so the norm computes x̂·(γ/s) exactly as an exported checkpoint does.
+  virtual const float* norm_override(int layer, Site site, std::span<const float> gamma) {
+    return nullptr;
+  }
 };
 
 }  // namespace mxlens

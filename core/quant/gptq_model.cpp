@@ -36,7 +36,7 @@ class HessianCaptureTaps : public W4a4Taps {
       W4a4Taps::on_activations(layer, site, x);
       return;
     }
-    plan_->transform_activations(layer, site, x, threads_);
+    transform(layer, site, x, threads_);
     if (quantized_)
       fake_quantize_rows(x, plan_->scheme().activations, TensorRole::activations, threads_);
     acc_->add_window(x);

@@ -115,9 +115,11 @@ int QuantPlan::site_channels(Site site) const {
 }
 
 void QuantPlan::transform_activations(int layer, Site site, Eigen::Ref<RowMatrixXf> x,
-                                      int threads) const {
+                                      int threads, bool norm_folded) const {
   const SiteTransform& t = this->site(layer, site);
-  if (t.has_smoothing() && t.smooth_fold != SmoothFold::previous_rows) {
+  const bool divide = t.smooth_fold == SmoothFold::online ||
+                      (t.smooth_fold == SmoothFold::norm && !norm_folded);
+  if (t.has_smoothing() && divide) {
     if (Eigen::Index(t.smooth.size()) != x.cols())
       throw Error("site " + std::string(site_name(site)),
                   "activations have " + std::to_string(x.cols()) + " channels, smoothing " +
@@ -150,6 +152,12 @@ void QuantPlan::quantized_weight(int layer, Linear which, std::span<const float>
     if (s->rows() != out || s->cols() != in)
       throw Error(std::string(linear_name(which)), "stored weight has the wrong shape");
     dst = *s;
+    return;
+  }
+  if (prequantized_) {
+    if (int64_t(w.size()) != int64_t(out) * in)
+      throw Error(std::string(linear_name(which)), "weight has the wrong size");
+    dst = Eigen::Map<const RowMatrixXf>(w.data(), out, in);
     return;
   }
   transform_weight(layer, which, w, out, in, dst, threads);

@@ -41,8 +41,10 @@ class QuantPlan {
 
   // Activation side, in place: smoothing division where it is not folded into weights
   // (qkv/gu stand-in for the γ fold, o under GQA), then the rotation. No quantization.
-  void transform_activations(int layer, Site site, Eigen::Ref<RowMatrixXf> x,
-                             int threads = 1) const;
+  // `norm_folded`: the forward already used folded_norm() as the norm weight (W4a4Taps'
+  // norm_override), so a norm-folded site's division is skipped.
+  void transform_activations(int layer, Site site, Eigen::Ref<RowMatrixXf> x, int threads = 1,
+                             bool norm_folded = false) const;
 
   // W' = (smoothing-folded W)·T, [out, in], not quantized. `w` is the FP weight as stored.
   void transform_weight(int layer, Linear which, std::span<const float> w, int out, int in,
@@ -61,6 +63,12 @@ class QuantPlan {
   void store_all_weights(const LlamaWeights& weights, int threads = 1);
   int64_t stored_floats() const;
 
+  // A plan for a checkpoint whose linears are stored already transformed and quantized
+  // (fp_quant, core/quant/fp_quant_plan.h): quantized_weight() then returns the weight it is
+  // given unchanged; the activation side (transforms, quantization) runs as usual.
+  void set_prequantized_weights(bool on) { prequantized_ = on; }
+  bool prequantized_weights() const { return prequantized_; }
+
   // γ/s of a norm-folded site (qkv → input norm, gu → post-attention norm) for export;
   // γ itself when the site is not smoothed.
   std::vector<float> folded_norm(int layer, Site site, std::span<const float> gamma) const;
@@ -73,6 +81,7 @@ class QuantPlan {
   QuantScheme scheme_;
   std::vector<LayerTransforms> transforms_;
   std::vector<std::array<std::optional<RowMatrixXf>, 7>> stored_;
+  bool prequantized_ = false;
 };
 
 }  // namespace mxlens

@@ -18,9 +18,23 @@ int W4a4Taps::threads_for(int64_t elements) const {
   return elements >= opt_.parallel_min_elements ? opt_.threads : 1;
 }
 
+const float* W4a4Taps::norm_override(int layer, Site site, std::span<const float> gamma) {
+  const SiteTransform& t = plan_->site(layer, site);
+  if (!t.has_smoothing() || t.smooth_fold != SmoothFold::norm) return nullptr;
+  folded_norm_[size_t(site)] = plan_->folded_norm(layer, site, gamma);
+  folded_layer_[size_t(site)] = layer;
+  return folded_norm_[size_t(site)].data();
+}
+
+void W4a4Taps::transform(int layer, Site site, Eigen::Ref<RowMatrixXf> x, int threads) {
+  const bool folded = folded_layer_[size_t(site)] == layer;
+  folded_layer_[size_t(site)] = -1;
+  plan_->transform_activations(layer, site, x, threads, folded);
+}
+
 void W4a4Taps::on_activations(int layer, Site site, Eigen::Ref<RowMatrixXf> x) {
   const int threads = threads_for(x.size());
-  plan_->transform_activations(layer, site, x, threads);
+  transform(layer, site, x, threads);
   fake_quantize_rows(x, plan_->scheme().activations, TensorRole::activations, threads);
 }
 

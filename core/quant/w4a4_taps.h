@@ -41,14 +41,24 @@ class W4a4Taps : public SiteTaps {
   void on_activations(int layer, Site site, Eigen::Ref<RowMatrixXf> x) override;
   const float* weight_override(int layer, Linear linear, std::span<const float> w, int out,
                                int in) override;
+  // Norm-folded smoothing (qkv, gu): γ/s, so the forward's norm computes x̂·(γ/s) exactly as
+  // an exported checkpoint's folded norm does. Sites whose norm was not replaced (a wrapping
+  // tap that does not forward this call) get the division x·(1/s) in on_activations instead.
+  const float* norm_override(int layer, Site site, std::span<const float> gamma) override;
+
+ protected:
+  // The plan's activation transform of the site (smoothing not yet in the norm, rotation).
+  void transform(int layer, Site site, Eigen::Ref<RowMatrixXf> x, int threads);
+  int threads_for(int64_t elements) const;
 
  private:
-  int threads_for(int64_t elements) const;
 
   const QuantPlan* plan_;
   Options opt_;
   std::array<RowMatrixXf, 7> scratch_;             // per linear, reused layer to layer
   std::vector<std::array<RowMatrixXf, 7>> cache_;  // [layer][linear] when caching
+  std::array<std::vector<float>, 4> folded_norm_;   // per site, the last γ/s handed out
+  std::array<int, 4> folded_layer_{-1, -1, -1, -1};  // layer whose norm used folded_norm_
 };
 
 }  // namespace mxlens

@@ -18,8 +18,7 @@
 namespace mxlens {
 namespace {
 
-constexpr double kOrthogonalityTolerance = 1e-4;  // float32 R built from a double one
-constexpr int64_t kChunkBlockRows = 2048;         // [2048, b] tile of the reshaped view
+constexpr int64_t kChunkBlockRows = 2048;  // [2048, b] tile of the reshaped view
 
 // Below this many values a step runs on one thread (a parallel region costs more than it saves,
 // and far more on a loaded machine).
@@ -153,14 +152,14 @@ void apply_step(RowMap<Scalar> x, const ChannelTransform::Step& step, bool inver
 
 }  // namespace
 
-void ChannelTransform::add_block_rotation(Eigen::MatrixXf R) {
+void ChannelTransform::add_block_rotation(Eigen::MatrixXf R, double orthogonality_tolerance) {
   if (R.rows() == 0 || R.rows() != R.cols())
     throw Error("block rotation", "R must be square and non-empty, got " +
                                       std::to_string(R.rows()) + "×" + std::to_string(R.cols()));
   const Eigen::MatrixXd Rd = R.cast<double>();
   const double err =
       (Rd * Rd.transpose() - Eigen::MatrixXd::Identity(R.rows(), R.rows())).cwiseAbs().maxCoeff();
-  if (!(err < kOrthogonalityTolerance))
+  if (!(err < orthogonality_tolerance))
     throw Error("block rotation",
                 "R is not orthogonal (max |RRᵀ − I| = " + std::to_string(err) + ")");
   Step step;

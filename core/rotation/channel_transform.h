@@ -33,8 +33,9 @@ class ChannelTransform {
     std::vector<float> signs;          // FullHadamard: ±1 per channel (empty = all +1)
   };
 
-  // R must be square, non-empty and orthogonal (‖RRᵀ−I‖∞ < 1e-4), else Error.
-  void add_block_rotation(Eigen::MatrixXf R);
+  // R must be square, non-empty and orthogonal (‖RRᵀ−I‖∞ < tolerance), else Error. Matrices
+  // read from files stored in BF16 need a looser tolerance (≈ 1e-2).
+  void add_block_rotation(Eigen::MatrixXf R, double orthogonality_tolerance = 1e-4);
   // perm must be a permutation of 0..n-1, else Error.
   void add_permutation(std::vector<int32_t> perm);
   // Throws Error("full Hadamard", "full Hadamard of size N unsupported ...") when no
