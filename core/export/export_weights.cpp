@@ -3,6 +3,8 @@
 #include <cstring>
 #include <string>
 
+#include "core/mx/e2m1.h"
+#include "core/mx/packing.h"
 #include "core/util/error.h"
 
 namespace mxlens {
@@ -29,6 +31,31 @@ void check_exportable_scheme(const QuantScheme& scheme, std::string_view format)
                          "; only MXFP4 activations (or none) can be exported");
 }
 
+namespace {
+
+// Codes of one block for a given scale byte such that e2m1_decode(code) · scale equals each
+// value bit for bit; false when some value is not on that grid.
+bool encode_block_exactly(const float* v, uint8_t byte, const TensorScale& ts, Mxfp4Block& out) {
+  const float scale = mxfp4_scale_of(byte, ts);
+  uint8_t codes[Mxfp4Block::kSize];
+  for (int i = 0; i < Mxfp4Block::kSize; ++i) {
+    bool found = false;
+    for (uint8_t c = 0; c < 16 && !found; ++c) {
+      const float d = e2m1_decode(c) * scale;
+      if (std::memcmp(&d, &v[i], sizeof(float)) == 0) {
+        codes[i] = c;
+        found = true;
+      }
+    }
+    if (!found) return false;
+  }
+  out.e = byte;
+  pack_codes_split(codes, out.qs);
+  return true;
+}
+
+}  // namespace
+
 ExportedWeight export_weight_blocks(const QuantPlan& plan, const LayerWeights& lw, Linear which,
                                     int threads) {
   check_exportable_scheme(plan.scheme(), "export");
@@ -44,7 +71,31 @@ ExportedWeight export_weight_blocks(const QuantPlan& plan, const LayerWeights& l
   out.in = w.cols;
   out.blocks.resize(size_t(w.rows * w.cols / Mxfp4Block::kSize));
   const std::span<const float> values(q.data(), size_t(q.size()));
-  out.scale = quantize_mxfp4(values, out.blocks, plan.scheme().weights.options);
+  const QuantOptions& options = plan.scheme().weights.options;
+  if (plan.stored_weight(lw.layer, which) == nullptr && !plan.prequantized_weights()) {
+    // RTN: the blocks of the transformed weight are what the fake quantization dequantized.
+    RowMatrixXf t;
+    plan.transform_weight(lw.layer, which, w.span(), int(w.rows), int(w.cols), t, threads);
+    out.scale =
+        quantize_mxfp4(std::span<const float>(t.data(), size_t(t.size())), out.blocks, options);
+  } else {
+    // Stored values (GPTQ): their scale byte is not recorded. Re-quantizing finds it for E8M0
+    // rules without the 4/3 factor; otherwise search the nearby bytes for the exact grid.
+    out.scale = quantize_mxfp4(values, out.blocks, options);
+    std::vector<float> back(Mxfp4Block::kSize);
+    for (size_t b = 0; b < out.blocks.size(); ++b) {
+      const float* v = values.data() + b * Mxfp4Block::kSize;
+      dequantize_mxfp4(std::span<const Mxfp4Block>(&out.blocks[b], 1), out.scale, back);
+      if (std::memcmp(back.data(), v, back.size() * sizeof(float)) == 0) continue;
+      bool ok = false;
+      for (int delta : {-1, 1, -2, 2, -3, 3, -4, 4}) {
+        const int byte = int(out.blocks[b].e) + delta;
+        if (byte < 0 || byte > 254) continue;
+        if ((ok = encode_block_exactly(v, uint8_t(byte), out.scale, out.blocks[b]))) break;
+      }
+      if (!ok) break;  // reported below
+    }
+  }
   // The blocks must give back exactly the floats the session's forward multiplies with.
   std::vector<float> back(values.size());
   dequantize_mxfp4(out.blocks, out.scale, back);
