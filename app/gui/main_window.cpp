@@ -10,6 +10,7 @@
 #include <QFileDialog>
 #include <QFileInfo>
 #include <QHash>
+#include <QInputDialog>
 #include <QKeySequence>
 #include <QLabel>
 #include <QMenu>
@@ -75,6 +76,9 @@ constexpr const char* kSaveSessionTag = "save-session";
 constexpr const char* kTextTag = "text";
 constexpr const char* kEvalTextTag = "eval-text";
 constexpr const char* kDemoTag = "demo";
+constexpr const char* kExportTag = "export";
+constexpr const char* kTieGqaKey = "calibration/tieGqaSmoothing";
+constexpr const char* kLastExportDirKey = "lastExportDirectory";
 
 QString failure_title(const QString& tag) {
   if (tag == kOpenTag) return QObject::tr("Could not prepare the model");
@@ -84,6 +88,7 @@ QString failure_title(const QString& tag) {
   if (tag == kSaveSessionTag) return QObject::tr("Could not save session");
   if (tag == kTextTag || tag == kEvalTextTag) return QObject::tr("Could not read the text");
   if (tag == kDemoTag) return QObject::tr("Could not create the demo model");
+  if (tag == kExportTag) return QObject::tr("Export failed");
   return QObject::tr("Job failed");
 }
 
@@ -348,9 +353,12 @@ void MainWindow::createFileMenu() {
   QMenu* exp = file->addMenu(tr("&Export"));
   exp->setObjectName("menuExport");
   exp->setToolTipsVisible(true);
-  addPendingAction(exp, tr("Calibrated &Checkpoint…"), "actionExportCheckpoint",
-                   tr("Will write the rotated, MXFP4-quantized model as a checkpoint that "
-                      "serving stacks load"));
+  export_action_ = exp->addAction(tr("Calibrated &Checkpoint…"), this, &MainWindow::chooseExport);
+  export_action_->setObjectName("actionExportCheckpoint");
+  export_action_->setToolTip(
+      tr("Write the session's rotated, MXFP4-quantized model for a serving stack: fp_quant "
+         "(transformers FP-Quant, W4A4 with the learned rotations) or GGUF (llama.cpp, "
+         "weights only)"));
   addPendingAction(exp, tr("Results as &CSV…"), "actionExportCsv",
                    tr("Will write the perplexity / KL table of the session as CSV"));
   file->addSeparator();
@@ -454,6 +462,16 @@ void MainWindow::createRunMenu() {
   evaluate_action_->setToolTip(
       tr("Measure W4A4 perplexity and KL to the full-precision model "
          "for the methods chosen in the Perplexity tab"));
+  tie_gqa_action_ = run->addAction(tr("E&xportable Smoothing (tie GQA groups)"));
+  tie_gqa_action_->setObjectName("actionTieGqaSmoothing");
+  tie_gqa_action_->setCheckable(true);
+  tie_gqa_action_->setChecked(QSettings().value(kTieGqaKey, false).toBool());
+  tie_gqa_action_->setToolTip(
+      tr("Under GQA, make o_proj's smoothing factors equal across the query heads that share "
+         "a KV head, so they fold into v_proj rows: smoothed methods can then be exported. "
+         "Off: the released code's online division"));
+  connect(tie_gqa_action_, &QAction::toggled, this,
+          [](bool on) { QSettings().setValue(kTieGqaKey, on); });
   run->addSeparator();
   cancel_action_ = run->addAction(tr("Ca&ncel"), this, &MainWindow::cancelJob);
   cancel_action_->setObjectName("actionCancel");
@@ -693,6 +711,100 @@ void MainWindow::saveSessionFile(const QString& file) {
   });
 }
 
+bool MainWindow::tieGqaSmoothing() const {
+  return tie_gqa_action_ && tie_gqa_action_->isChecked();
+}
+
+void MainWindow::setTieGqaSmoothing(bool on) {
+  if (tie_gqa_action_) tie_gqa_action_->setChecked(on);
+}
+
+void MainWindow::chooseExport() {
+  if (!session_) {
+    report_error_(failure_title(kExportTag), tr("There is no session to export: calibrate first."));
+    return;
+  }
+  const QStringList formats = {
+      tr("fp_quant: transformers FP-Quant, MXFP4 W4A4 with the learned rotations"),
+      tr("gguf: llama.cpp, MXFP4 weights only (methods without rotations)")};
+  bool ok = false;
+  const QString choice = QInputDialog::getItem(this, tr("Export Calibrated Checkpoint"),
+                                               tr("Format:"), formats, 0, false, &ok);
+  if (!ok) return;
+  const ExportFormat format = choice == formats[1] ? ExportFormat::gguf : ExportFormat::fp_quant;
+  QSettings settings;
+  const QString start_dir = settings.value(kLastExportDirKey, QDir::homePath()).toString();
+  const QString base = QStringLiteral("%1-%2").arg(
+      QFileInfo(QString::fromStdString(checkpoint_->dir().string())).fileName(),
+      method_qname(session_->settings.method));
+  const QString out =
+      format == ExportFormat::gguf
+          ? QFileDialog::getSaveFileName(
+                this, tr("Export GGUF File"), start_dir + "/" + base + ".gguf",
+                tr("GGUF files (*.gguf)"), nullptr, QFileDialog::DontConfirmOverwrite)
+          : QFileDialog::getSaveFileName(this, tr("Export fp_quant Directory (a new name)"),
+                                         start_dir + "/" + base + "-fp_quant", QString(), nullptr,
+                                         QFileDialog::DontConfirmOverwrite);
+  if (out.isEmpty()) return;
+  settings.setValue(kLastExportDirKey, QFileInfo(out).absolutePath());
+  bool force = false;
+  if (QFileInfo::exists(out)) {
+    if (QMessageBox::question(this, tr("Replace?"),
+                              tr("%1 already exists. Replace it? The old one is removed only "
+                                 "after the new one is complete.")
+                                  .arg(out)) != QMessageBox::Yes)
+      return;
+    force = true;
+  }
+  exportCheckpointTo(format, out, force);
+}
+
+void MainWindow::exportCheckpointTo(ExportFormat format, const QString& out, bool force) {
+  if (!session_ || !checkpoint_) {
+    report_error_(failure_title(kExportTag), tr("There is no session to export: calibrate first."));
+    return;
+  }
+  const std::shared_ptr<const Session> session = session_;
+  const std::filesystem::path session_file =
+      session_file_.isEmpty() ? std::filesystem::path("(unsaved session)")
+                              : std::filesystem::path(session_file_.toStdString());
+  ExportOptions options;
+  options.format = format;
+  options.force = force;
+  options.threads = threads_;
+  const std::filesystem::path path = out.toStdString();
+  const uint64_t generation = generation_;
+  runner_->post(kExportTag, [this, session, session_file, path, options, generation](
+                                RunnerState& state, const Progress& progress) {
+    ExportReport report = jobExport(state, *session, session_file, path, options, progress);
+    invokeOnGui(this, [this, report = std::move(report), generation] {
+      if (generation != generation_) return;
+      last_export_ = report;
+      statusBar()->showMessage(tr("Exported %1 (%2 MB)")
+                                   .arg(QString::fromStdString(report.out.string()))
+                                   .arg(double(report.total_bytes()) / 1e6, 0, 'f', 2),
+                               8000);
+      QString text = tr("<p><b>%1</b> (%2, %3 quantized linears)</p><table>")
+                         .arg(QString::fromStdString(report.out.string()).toHtmlEscaped(),
+                              QString::fromLatin1(to_string(report.format).data()))
+                         .arg(report.quantized_linears);
+      for (const ExportedFile& f : report.files)
+        text += QStringLiteral("<tr><td>%1</td><td align=right>%2</td></tr>")
+                    .arg(QString::fromStdString(f.path.filename().string()).toHtmlEscaped())
+                    .arg(qulonglong(f.bytes));
+      text += "</table><ul>";
+      for (const std::string& n : report.notes)
+        text += "<li>" + QString::fromStdString(n).toHtmlEscaped() + "</li>";
+      text += "</ul>";
+      auto* box = new QMessageBox(QMessageBox::Information, tr("Export finished"), text,
+                                  QMessageBox::Ok, this);
+      box->setObjectName("exportSummary");
+      box->setAttribute(Qt::WA_DeleteOnClose);
+      box->open();  // not modal: the window stays usable (and tests are not blocked)
+    });
+  });
+}
+
 void MainWindow::chooseCalibrationText() {
   const QString file = QFileDialog::getOpenFileName(
       this, tr("Calibration Text (cancel: the built-in text)"),
@@ -783,13 +895,15 @@ void MainWindow::postCalibration(bool quick) {
   const uint64_t generation = generation_;
   const Method m = method();
   const int threads = threads_;
-  runner_->post(kCalibrateTag, [this, generation, m, quick, threads](RunnerState& state,
-                                                                     const Progress& progress) {
+  const bool tie_gqa = tieGqaSmoothing();
+  runner_->post(kCalibrateTag, [this, generation, m, quick, threads, tie_gqa](
+                                   RunnerState& state, const Progress& progress) {
     if (!state.checkpoint || state.calibration_text.empty()) return;  // the open job failed
     const LlamaConfig& cfg = state.checkpoint->config();
     const int64_t ids = int64_t(state.calibration_text.ids.size());
-    const CalibrationSettings settings =
+    CalibrationSettings settings =
         quick ? quickCalibrationSettings(m, cfg, ids) : fullCalibrationSettings(m, cfg, ids);
+    settings.smoothing.tie_gqa = tie_gqa;
     std::shared_ptr<const Session> session = jobCalibrate(state, settings, threads, progress);
     invokeOnGui(this, [this, generation, session] {
       if (generation != generation_) return;
@@ -866,6 +980,8 @@ void MainWindow::onJobStarted(const QString& tag) {
     what = tr("Reading text");
   else if (tag == kDemoTag)
     what = tr("Writing the demo model");
+  else if (tag == kExportTag)
+    what = tr("Exporting");
   job_label_->setText(what);
   job_label_->setProperty("job", what);
   job_label_->setProperty("tag", tag);
@@ -999,6 +1115,7 @@ void MainWindow::updateTitle() {
 void MainWindow::updateActions() {
   const bool model = bool(checkpoint_);
   save_action_->setEnabled(bool(session_));
+  if (export_action_) export_action_->setEnabled(bool(session_));
   save_as_action_->setEnabled(bool(session_));
   quick_action_->setEnabled(model);
   calibrate_action_->setEnabled(model);

@@ -17,8 +17,10 @@
 #include <QTemporaryDir>
 #include <functional>
 #include <memory>
+#include <optional>
 
 #include "core/calib/method.h"
+#include "core/export/export.h"
 #include "core/model/site_taps.h"
 
 class QAction;
@@ -98,6 +100,16 @@ class MainWindow : public QMainWindow {
 
   void setErrorReporter(ErrorReporter reporter);
 
+  // File ▸ Export ▸ Calibrated Checkpoint without the dialogs: exports the current session
+  // (core/export/export.h) on the job thread. `force` replaces an existing output.
+  void exportCheckpointTo(ExportFormat format, const QString& out, bool force);
+  // The last finished export (for tests and the summary dialog); empty before one.
+  std::optional<ExportReport> lastExport() const { return last_export_; }
+  // Run ▸ Exportable Smoothing: calibrations tie o_proj smoothing across GQA groups
+  // (SmoothingOptions::tie_gqa) so smoothed sessions can be exported. Persisted.
+  bool tieGqaSmoothing() const;
+  void setTieGqaSmoothing(bool on);
+
   // --- state and panels, for tests ------------------------------------------------------
   const Checkpoint* checkpoint() const { return checkpoint_.get(); }
   std::shared_ptr<const Session> session() const { return session_; }
@@ -140,6 +152,7 @@ class MainWindow : public QMainWindow {
   void chooseSessionToSave(bool ask);
   void chooseCalibrationText();
   void chooseEvaluationText();
+  void chooseExport();
   void rememberRecent(const QString& dir);
   void rebuildRecentMenu();
   void updateTitle();
@@ -166,6 +179,9 @@ class MainWindow : public QMainWindow {
   int threads_ = 1;
   ErrorReporter report_error_;
   std::unique_ptr<QTemporaryDir> demo_dir_;
+  std::optional<ExportReport> last_export_;
+  QAction* tie_gqa_action_ = nullptr;
+  QAction* export_action_ = nullptr;
 
   JobRunner* runner_;
   ModelSummaryPanel* summary_;

@@ -161,6 +161,20 @@ void jobSaveSession(const Session& session, const std::filesystem::path& file) {
   save_session(session, file);
 }
 
+ExportReport jobExport(RunnerState& state, const Session& session,
+                       const std::filesystem::path& session_file, const std::filesystem::path& out,
+                       const ExportOptions& options, const Progress& progress) {
+  if (!state.checkpoint) throw Error("export", "no model is open");
+  try {
+    return export_checkpoint(*state.checkpoint, session, session_file, out, options, progress);
+  } catch (const Error& e) {
+    if (e.problem().find("--smooth-gqa tied") == std::string::npos) throw;
+    throw Error(e.source(), e.problem() +
+                                " (in the window: Run ▸ Exportable Smoothing, then "
+                                "calibrate again)");
+  }
+}
+
 CompareResult jobCompare(RunnerState& state, const CompareOptions& options,
                          const Progress& progress, const CompareEvents& events) {
   if (!state.checkpoint || !state.weights) throw Error("perplexity", "no model is open");

@@ -10,6 +10,7 @@
 #include "app/gui/job_runner.h"
 #include "core/calib/compare.h"
 #include "core/calib/session.h"
+#include "core/export/export.h"
 #include "core/mx/quant_options.h"
 
 namespace mxlens::gui {
@@ -53,6 +54,12 @@ std::shared_ptr<const Session> jobCalibrate(RunnerState& state, const Calibratio
 std::shared_ptr<const Session> jobLoadSession(RunnerState& state,
                                               const std::filesystem::path& file);
 void jobSaveSession(const Session& session, const std::filesystem::path& file);
+
+// export_checkpoint of `session` for the runner's model. A refusal that recalibrating with
+// tied GQA smoothing would lift says where that switch is in the window.
+ExportReport jobExport(RunnerState& state, const Session& session,
+                       const std::filesystem::path& session_file, const std::filesystem::path& out,
+                       const ExportOptions& options, const Progress& progress);
 
 // run_compare on the runner's model: eval text = the evaluation text, else the calibration
 // text.

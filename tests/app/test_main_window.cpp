@@ -76,7 +76,7 @@ class TestMainWindow : public QObject {
     QTest::newRow("File Save Session As")
         << "actionSaveSessionAs" << false << QKeySequence(QKeySequence::SaveAs) << false;
     QTest::newRow("File Export Checkpoint")
-        << "actionExportCheckpoint" << false << QKeySequence() << true;
+        << "actionExportCheckpoint" << false << QKeySequence() << false;
     QTest::newRow("File Quit") << "actionQuit" << true << QKeySequence(QKeySequence::Quit) << false;
     QTest::newRow("View Outliers")
         << "actionViewOutliers" << true << QKeySequence("Ctrl+1") << false;

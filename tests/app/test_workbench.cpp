@@ -4,6 +4,7 @@
 // perplexity run started from its view is cancelled after its first window while the event
 // loop stays responsive; a broken checkpoint and a session of another model are refused with
 // the previous model and session still shown; sessions save and reopen; the demo opens.
+#include <QMessageBox>
 #include <QtTest>
 
 #include <QAction>
@@ -469,6 +470,48 @@ class TestWorkbench : public QObject {
     w.window.openDemo();
     QVERIFY(w.window.runner()->waitIdle(kWaitMs));
     save_screenshot(w.window, MainWindow::OutliersTab, "workbench_demo_outliers.png");
+  }
+
+  // File ▸ Export ▸ Calibrated Checkpoint on the job thread: the default (online GQA
+  // smoothing) DuQuant++ session is refused with the window's switch named; with Run ▸
+  // Exportable Smoothing the export is written, opens as an fp_quant checkpoint and runs its
+  // stored rotations.
+  void exportCalibratedCheckpoint() {
+    Workbench w;
+    QVERIFY(w.open());
+    QTemporaryDir tmp;
+    QVERIFY(tmp.isValid());
+    QCOMPARE(int(w.window.session()->settings.method), int(Method::duquantpp));
+    QVERIFY(!w.window.tieGqaSmoothing());
+    const QString refused = tmp.filePath("refused");
+    w.window.exportCheckpointTo(mxlens::ExportFormat::fp_quant, refused, false);
+    QVERIFY(w.window.runner()->waitIdle(kWaitMs));
+    QCOMPARE(w.errors.size(), 1);
+    QVERIFY2(w.errors[0].message.contains("Exportable Smoothing"), qPrintable(w.errors[0].message));
+    QVERIFY(!QFileInfo::exists(refused));
+    QVERIFY(!w.window.lastExport());
+
+    w.errors.clear();
+    w.window.setTieGqaSmoothing(true);
+    w.window.findChild<QAction*>("actionQuickCalibrate")->trigger();
+    QVERIFY(w.window.runner()->waitIdle(kWaitMs));
+    QVERIFY(w.window.session()->settings.smoothing.tie_gqa);
+    const QString out = tmp.filePath("exported");
+    w.window.exportCheckpointTo(mxlens::ExportFormat::fp_quant, out, false);
+    QVERIFY(w.window.runner()->waitIdle(kWaitMs));
+    QVERIFY2(w.errors.isEmpty(), qPrintable(w.errors.value(0).message));
+    QVERIFY(w.window.lastExport());
+    QCOMPARE(w.window.lastExport()->quantized_linears, 14);
+    QVERIFY(w.window.findChild<QMessageBox*>("exportSummary"));
+    const mxlens::Checkpoint exported = mxlens::Checkpoint::open(out.toStdString());
+    QVERIFY(exported.fp_quant());
+    QCOMPARE(exported.fp_quant()->mxlens_method, std::string("duquantpp"));
+    // An existing output is refused without force.
+    w.window.exportCheckpointTo(mxlens::ExportFormat::fp_quant, out, false);
+    QVERIFY(w.window.runner()->waitIdle(kWaitMs));
+    QCOMPARE(w.errors.size(), 1);
+    QVERIFY2(w.errors[0].message.contains("--force") || w.errors[0].message.contains("exists"),
+             qPrintable(w.errors[0].message));
   }
 };
 
