@@ -22,6 +22,7 @@
 #include "core/model/checkpoint.h"
 #include "core/model/fp_quant_config.h"
 #include "core/mx/mxfp4.h"
+#include "core/model/synthetic_checkpoint.h"
 #include "core/mx/packing.h"
 #include "core/plant/plant.h"
 #include "core/quant/fp_quant_plan.h"
@@ -288,6 +289,54 @@ class TestFpQuantExport : public QObject {
     QVERIFY_THROWS_EXCEPTION(
         Error, export_checkpoint(*ckpt_, s, dir() / "p_rtn.h5", dir() / "wrong_model", {}));
     QVERIFY(!fs::exists(dir() / "wrong_model"));
+  }
+
+  // A BF16 checkpoint (synthetic, random ids) exported in shards: the index names every
+  // tensor, Checkpoint::open reads the shards, the round trip is still exact, and the notes
+  // say that transformers will round the F32 matrices to the model dtype.
+  void bf16ShardedRoundTrip() {
+    SyntheticOptions so;
+    so.preset = "tiny";
+    so.dtype = DType::BF16;
+    const fs::path src = dir() / "synth_bf16";
+    write_synthetic_checkpoint(src, so);
+    const Checkpoint ck = Checkpoint::open(src);
+    const LlamaWeights w(ck);
+    std::vector<int32_t> ids(4096);
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 7919 + 13) % 256);
+    CalibrationSettings st = settings(Method::duquantpp);
+    CalibrateOptions co;
+    co.site_statistics = false;
+    const Session s = calibrate(ck, w, {"ids", "sha", ids}, st, co);
+    save_session(s, dir() / "bf16.h5");
+    ExportOptions eo;
+    eo.max_shard_bytes = 64 * 1024;
+    const fs::path out = dir() / "bf16_fpq";
+    const ExportReport r = export_checkpoint(ck, s, dir() / "bf16.h5", out, eo);
+    QVERIFY(fs::is_regular_file(out / "model.safetensors.index.json"));
+    int shards = 0;
+    for (const ExportedFile& f : r.files)
+      if (f.path.extension() == ".safetensors") ++shards;
+    QVERIFY2(shards > 1, QByteArray::number(shards));
+    bool rounded_note = false;
+    for (const std::string& n : r.notes) rounded_note |= n.find("bfloat16") != std::string::npos;
+    QVERIFY(rounded_note);
+    const Checkpoint exported = Checkpoint::open(out);
+    const LlamaWeights ew(exported);
+    PerplexityOptions po;
+    po.seqlen = 128;
+    po.max_windows = 4;
+    Progress p;
+    const QuantPlan plan = make_plan(s, ck.config());
+    W4a4Taps taps(plan);
+    const double a = evaluate_perplexity(w, ids, po, p, {}, &taps).ppl;
+    const QuantPlan eplan = fp_quant_plan(exported);
+    W4a4Taps etaps(eplan);
+    const double b = evaluate_perplexity(ew, ids, po, p, {}, &etaps).ppl;
+    qInfo("bf16 synthetic, %d shards: session %.10f, export %.10f", shards, a, b);
+    QVERIFY(rel(b, a) < 1e-5);
+    // The embedding is copied in its dtype.
+    QCOMPARE(exported.tensor(exported.embedding_name()).dtype, DType::BF16);
   }
 
   void refusals() {
