@@ -16,7 +16,8 @@ namespace mxlens {
 // site with a rotation (no online rotation exists in llama.cpp and none of mxlens's rotations
 // folds exactly into neighbouring weights together with the session's quantized weights), an
 // online smoothing division (o_proj under GQA), a non-E8M0 weight rule or fpquant's 4/3
-// factor, sites whose width is not a multiple of 32. Returns the file size and the notes.
+// factor, sites whose width is not a multiple of 32, a checkpoint without tokenizer.json
+// (llama.cpp needs the vocabulary). Returns the exact file size and the notes.
 ExportPlan plan_gguf_export(const Checkpoint& checkpoint, const Session& session,
                             const QuantPlan& plan);
 

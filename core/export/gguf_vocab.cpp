@@ -2,6 +2,7 @@
 
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <string_view>
 #include <unordered_map>
 
 #include "core/text/tokenizer.h"
@@ -174,6 +175,17 @@ GgufVocab make_vocab(const fs::path& tokenizer_json, const LlamaConfig& cfg) {
       v.tokens[size_t(id)] = "[PAD" + std::to_string(id) + "]";
       ++holes;
     }
+  // llama.cpp maps token text back to ids and asserts that no text appears twice.
+  {
+    std::unordered_map<std::string_view, int> seen;
+    for (int id = 0; id < n; ++id) {
+      const auto [it, fresh] = seen.emplace(v.tokens[size_t(id)], id);
+      if (!fresh)
+        throw Error(src, "ids " + std::to_string(it->second) + " and " + std::to_string(id) +
+                             " are both the token \"" + v.tokens[size_t(id)] +
+                             "\"; llama.cpp needs every token text once");
+    }
+  }
   if (holes > 0)
     v.notes.push_back("the tokenizer has no token for " + std::to_string(holes) + " of the " +
                       "model's " + std::to_string(n) +

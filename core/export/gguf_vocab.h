@@ -54,7 +54,8 @@ struct GgufVocab {
 
 // Throws Error(tokenizer_json, ...) for a file mxlens cannot load, a model other than BPE, a
 // BPE that is neither byte-level nor SentencePiece-style, a merge that cannot be written as
-// "a b", or ids beyond the model's vocab_size (the embedding has no row for them).
+// "a b", ids beyond the model's vocab_size (the embedding has no row for them), or a token text
+// that two ids share (llama.cpp asserts that every text is unique).
 GgufVocab gguf_vocab(const std::filesystem::path& tokenizer_json, const LlamaConfig& cfg);
 
 // Adds the tokenizer.ggml.* keys.

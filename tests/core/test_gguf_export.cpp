@@ -346,7 +346,8 @@ class TestGgufExport : public QObject {
   }
 
   // A small SentencePiece-style tokenizer (byte pieces, one merge) for the synthetic models.
-  fs::path tiny_tokenizer() {
+  fs::path tiny_tokenizer(const std::string& extra_vocab = {},
+                          const char* file = "tiny_tokenizer.json") {
     std::string vocab = R"("<unk>": 0, "<s>": 1, "</s>": 2)";
     char buf[32];
     for (int b = 0; b < 256; ++b) {
@@ -356,6 +357,7 @@ class TestGgufExport : public QObject {
     vocab +=
         ", \"\xE2\x96\x81\": 259, \"a\": 260, \"\xE2\x96\x81"
         "a\": 261";
+    vocab += extra_vocab;
     const std::string j = std::string(R"({"version": "1.0", "truncation": null, "padding": null,
  "added_tokens": [
   {"id": 0, "content": "<unk>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
@@ -371,7 +373,7 @@ class TestGgufExport : public QObject {
  "model": {"type": "BPE", "dropout": null, "unk_token": "<unk>", "continuing_subword_prefix": null,
    "end_of_word_suffix": null, "fuse_unk": true, "byte_fallback": true,
    "vocab": {)") + vocab + R"(}, "merges": ["\u2581 a"]}})";
-    const fs::path p = dir() / "tiny_tokenizer.json";
+    const fs::path p = dir() / file;
     write_text(p, j);
     return p;
   }
@@ -896,6 +898,16 @@ class TestGgufExport : public QObject {
     QCOMPARE(padded.token_types[32010], int32_t(5));
     c.vocab_size = 31999;
     QVERIFY_THROWS_EXCEPTION(Error, gguf_vocab(spm, c));
+    // A padding name that is also a real token would give llama.cpp the same text twice.
+    c.vocab_size = 320;
+    const fs::path clash = tiny_tokenizer(", \"[PAD300]\": 262", "clash.json");
+    QCOMPARE(gguf_vocab(tiny_tokenizer(), c).tokens[300], std::string("[PAD300]"));
+    try {
+      gguf_vocab(clash, c);
+      QFAIL("a duplicate token text was accepted");
+    } catch (const Error& e) {
+      QVERIFY2(std::string(e.what()).find("262 and 300") != std::string::npos, e.what());
+    }
   }
 
   void refusals() {
