@@ -159,9 +159,11 @@ GgufFile GgufFile::open(const std::filesystem::path& path) {
   // Each KV takes at least 8 (key length) + 4 (type) + 1 bytes; each tensor info at least
   // 8 (name length) + 4 (n_dims) + 4 (type) + 8 (offset).
   if (n_kv > c.remaining() / 13)
-    c.fail("header claims " + std::to_string(n_kv) + " metadata entries, more than the file holds");
+    c.fail("header claims " + std::to_string(n_kv) +
+           " metadata entries, more than the file holds (truncated or corrupt)");
   if (n_tensors > c.remaining() / 24)
-    c.fail("header claims " + std::to_string(n_tensors) + " tensors, more than the file holds");
+    c.fail("header claims " + std::to_string(n_tensors) +
+           " tensors, more than the file holds (truncated or corrupt)");
 
   std::set<std::string, std::less<>> keys;
   f.kvs_.reserve(size_t(n_kv));
@@ -344,8 +346,8 @@ const GgufTensor& GgufFile::tensor(std::string_view name) const {
 std::span<const Mxfp4Block> GgufFile::mxfp4_blocks(std::string_view name) const {
   const GgufTensor& t = tensor(name);
   if (t.type != GgmlType::mxfp4)
-    throw Error(path_.string(),
-                "tensor " + in_quotes(name) + " is " + std::string(to_string(t.type)) + ", not MXFP4");
+    throw Error(path_.string(), "tensor " + in_quotes(name) + " is " +
+                                    std::string(to_string(t.type)) + ", not MXFP4");
   static_assert(alignof(Mxfp4Block) == 1, "blocks are read in place from any byte offset");
   return {reinterpret_cast<const Mxfp4Block*>(t.data.data()), size_t(t.bytes / sizeof(Mxfp4Block))};
 }

@@ -29,8 +29,10 @@
 #include "core/io/gguf_reader.h"
 #include "core/io/safetensors_writer.h"
 #include "core/model/checkpoint.h"
+#include "core/model/forward.h"
 #include "core/model/synthetic_checkpoint.h"
 #include "core/mx/mxfp4.h"
+#include "core/quant/w4a4_taps.h"
 #include "core/text/tokenizer.h"
 #include "core/util/error.h"
 #include "tests/test_data.h"
@@ -213,6 +215,152 @@ std::string write_text(const fs::path& p, const std::string& s) {
   return p.string();
 }
 
+// ---- A reference forward in llama.cpp's conventions, reading only the GGUF file -----------
+// (formats.md §4.3): weights dequantized from the MXFP4 blocks by the OCP rule written here,
+// RoPE on adjacent pairs (2i, 2i+1) of the permuted q/k rows, θ_i = pos·base^(−2i/D) divided by
+// rope_freqs[i] (llama3) or by the linear scaling factor, GQA, SwiGLU, RMSNorm; in double.
+
+using Mat = std::vector<double>;  // row-major
+
+struct RefLinear {
+  int64_t out = 0, in = 0;
+  Mat w;
+  std::vector<double> b;  // empty = no bias
+};
+
+double e2m1_value(int code) {
+  static const double mag[8] = {0, 0.5, 1, 1.5, 2, 3, 4, 6};
+  return (code & 8 ? -1.0 : 1.0) * mag[code & 7];
+}
+
+RefLinear ref_linear(const GgufFile& g, const std::string& name) {
+  const GgufTensor& t = g.tensor(name + ".weight");
+  RefLinear l;
+  l.in = int64_t(t.dims[0]);
+  l.out = int64_t(t.dims[1]);
+  l.w.resize(size_t(l.out * l.in));
+  const auto* p = reinterpret_cast<const uint8_t*>(t.data.data());
+  for (int64_t blk = 0; blk < l.out * l.in / 32; ++blk, p += 17) {
+    const double scale = std::ldexp(1.0, int(p[0]) - 127);
+    for (int j = 0; j < 16; ++j) {
+      l.w[size_t(blk * 32 + j)] = e2m1_value(p[1 + j] & 0xF) * scale;
+      l.w[size_t(blk * 32 + j + 16)] = e2m1_value(p[1 + j] >> 4) * scale;
+    }
+  }
+  if (g.find_tensor(name + ".bias")) {
+    const std::vector<float> b = g.read_f32(name + ".bias");
+    l.b.assign(b.begin(), b.end());
+  }
+  return l;
+}
+
+// y[T, out] = x[T, in]·Wᵀ + b
+Mat apply(const RefLinear& l, const Mat& x, int64_t T) {
+  Mat y(size_t(T * l.out), 0.0);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t o = 0; o < l.out; ++o) {
+      double acc = l.b.empty() ? 0.0 : l.b[size_t(o)];
+      for (int64_t i = 0; i < l.in; ++i) acc += x[size_t(t * l.in + i)] * l.w[size_t(o * l.in + i)];
+      y[size_t(t * l.out + o)] = acc;
+    }
+  return y;
+}
+
+Mat rms_norm(const Mat& x, const std::vector<float>& gamma, int64_t T, double eps) {
+  const int64_t d = int64_t(gamma.size());
+  Mat y(x.size());
+  for (int64_t t = 0; t < T; ++t) {
+    double ss = 0;
+    for (int64_t i = 0; i < d; ++i) ss += x[size_t(t * d + i)] * x[size_t(t * d + i)];
+    const double r = 1.0 / std::sqrt(ss / double(d) + eps);
+    for (int64_t i = 0; i < d; ++i)
+      y[size_t(t * d + i)] = x[size_t(t * d + i)] * r * gamma[size_t(i)];
+  }
+  return y;
+}
+
+Mat reference_logits(const GgufFile& g, const std::vector<int32_t>& tokens) {
+  const int64_t T = int64_t(tokens.size());
+  const int64_t d = g.get_u32("llama.embedding_length");
+  const int64_t H = g.get_u32("llama.attention.head_count");
+  const int64_t Hkv = g.get_u32("llama.attention.head_count_kv");
+  const int64_t D = g.find_u32("llama.attention.key_length").value_or(uint32_t(d / H));
+  const int64_t L = g.get_u32("llama.block_count");
+  const double eps = g.get_f32("llama.attention.layer_norm_rms_epsilon");
+  const double base = g.get_f32("llama.rope.freq_base");
+  double linear = 1.0;
+  if (g.find_string("llama.rope.scaling.type") == std::optional<std::string>("linear"))
+    linear = g.get_f32("llama.rope.scaling.factor");
+  std::vector<float> freq_factors(size_t(D / 2), 1.0f);
+  if (g.find_tensor("rope_freqs.weight")) freq_factors = g.read_f32("rope_freqs.weight");
+  const std::vector<float> emb = g.read_f32("token_embd.weight");
+  Mat x(size_t(T * d));
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t i = 0; i < d; ++i) x[size_t(t * d + i)] = emb[size_t(tokens[size_t(t)] * d + i)];
+  auto rope = [&](Mat& v, int64_t heads) {
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t h = 0; h < heads; ++h)
+        for (int64_t i = 0; i < D / 2; ++i) {
+          const double theta = double(t) * std::pow(base, -2.0 * double(i) / double(D)) /
+                               freq_factors[size_t(i)] / linear;
+          double& a = v[size_t(t * heads * D + h * D + 2 * i)];
+          double& b = v[size_t(t * heads * D + h * D + 2 * i + 1)];
+          const double a0 = a, b0 = b;
+          a = a0 * std::cos(theta) - b0 * std::sin(theta);
+          b = a0 * std::sin(theta) + b0 * std::cos(theta);
+        }
+  };
+  for (int64_t l = 0; l < L; ++l) {
+    const std::string blk = "blk." + std::to_string(l) + ".";
+    const Mat n = rms_norm(x, g.read_f32(blk + "attn_norm.weight"), T, eps);
+    Mat q = apply(ref_linear(g, blk + "attn_q"), n, T);
+    Mat k = apply(ref_linear(g, blk + "attn_k"), n, T);
+    const Mat v = apply(ref_linear(g, blk + "attn_v"), n, T);
+    rope(q, H);
+    rope(k, Hkv);
+    Mat att(size_t(T * H * D), 0.0);
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t kh = h / (H / Hkv);
+      for (int64_t t = 0; t < T; ++t) {
+        std::vector<double> s(size_t(t + 1));
+        double mx = -1e300;
+        for (int64_t u = 0; u <= t; ++u) {
+          double dot = 0;
+          for (int64_t j = 0; j < D; ++j)
+            dot += q[size_t(t * H * D + h * D + j)] * k[size_t(u * Hkv * D + kh * D + j)];
+          s[size_t(u)] = dot / std::sqrt(double(D));
+          mx = std::max(mx, s[size_t(u)]);
+        }
+        double z = 0;
+        for (double& e : s) z += (e = std::exp(e - mx));
+        for (int64_t u = 0; u <= t; ++u)
+          for (int64_t j = 0; j < D; ++j)
+            att[size_t(t * H * D + h * D + j)] +=
+                s[size_t(u)] / z * v[size_t(u * Hkv * D + kh * D + j)];
+      }
+    }
+    const Mat o = apply(ref_linear(g, blk + "attn_output"), att, T);
+    for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
+    const Mat n2 = rms_norm(x, g.read_f32(blk + "ffn_norm.weight"), T, eps);
+    const Mat gate = apply(ref_linear(g, blk + "ffn_gate"), n2, T);
+    Mat up = apply(ref_linear(g, blk + "ffn_up"), n2, T);
+    for (size_t i = 0; i < up.size(); ++i) up[i] *= gate[i] / (1.0 + std::exp(-gate[i]));
+    const Mat down = apply(ref_linear(g, blk + "ffn_down"), up, T);
+    for (size_t i = 0; i < x.size(); ++i) x[i] += down[i];
+  }
+  const Mat n = rms_norm(x, g.read_f32("output_norm.weight"), T, eps);
+  const std::vector<float> out = g.find_tensor("output.weight") ? g.read_f32("output.weight") : emb;
+  const int64_t vocab = int64_t(out.size()) / d;
+  Mat logits(size_t(T * vocab), 0.0);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t r = 0; r < vocab; ++r) {
+      double acc = 0;
+      for (int64_t i = 0; i < d; ++i) acc += n[size_t(t * d + i)] * out[size_t(r * d + i)];
+      logits[size_t(t * vocab + r)] = acc;
+    }
+  return logits;
+}
+
 }  // namespace
 
 class TestGgufExport : public QObject {
@@ -325,6 +473,30 @@ class TestGgufExport : public QObject {
     QCOMPARE(te.shape(), emb.shape);
     QVERIFY(te.data.size() == emb.bytes.size() &&
             std::memcmp(te.data.data(), emb.bytes.data(), emb.bytes.size()) == 0);
+    // The file computes the session's model with FP activations (W4A16): llama.cpp's
+    // conventions (reference_logits) against mxlens's forward.
+    {
+      const QuantPlan w4a16(c,
+                            QuantScheme::make(QuantMode::w4a16, QuantFormat::mxfp4,
+                                              s.settings.scheme.weights.options),
+                            s.transforms);
+      W4a4Taps taps(w4a16);
+      std::vector<int32_t> toks(12);
+      for (size_t i = 0; i < toks.size(); ++i) toks[i] = int32_t((i * 37 + 5) % 200);
+      LlamaForward fwd(w);
+      const RowMatrixXf want = fwd.logits_all(toks, &taps);
+      const Mat got = reference_logits(g, toks);
+      QCOMPARE(got.size(), size_t(want.size()));
+      double max_diff = 0, max_abs = 0;
+      for (Eigen::Index t = 0; t < want.rows(); ++t)
+        for (Eigen::Index r = 0; r < want.cols(); ++r) {
+          max_diff = std::max(max_diff, std::abs(got[size_t(t * want.cols() + r)] - want(t, r)));
+          max_abs = std::max(max_abs, double(std::abs(want(t, r))));
+        }
+      qInfo("%s: reference forward vs mxlens W4A16 logits, max |diff| %.3g of max |logit| %.3g",
+            file.filename().c_str(), max_diff, max_abs);
+      QVERIFY(max_diff <= 1e-4 * max_abs);
+    }
     QCOMPARE(g.find_tensor("output.weight") != nullptr, !c.tie_word_embeddings);
     if (!c.tie_word_embeddings) {
       const TensorRef lm = ck.tensor(ck.lm_head_name());
