@@ -12,6 +12,7 @@
 #include "core/plant/plant.h"
 #include "core/text/tokenizer.h"
 #include "core/util/error.h"
+#include "mxlens/gpu/backend.h"
 
 namespace mxlens::gui {
 
@@ -159,6 +160,11 @@ std::shared_ptr<const Session> jobLoadSession(RunnerState& state,
 
 void jobSaveSession(const Session& session, const std::filesystem::path& file) {
   save_session(session, file);
+}
+
+WindowModelFactory evaluationModelFactory(bool cuda) {
+  if (!cuda) return {};
+  return gpu::make_window_model_factory(gpu::BackendKind::cuda);
 }
 
 CompareResult jobCompare(RunnerState& state, const CompareOptions& options,

@@ -54,6 +54,11 @@ std::shared_ptr<const Session> jobLoadSession(RunnerState& state,
                                               const std::filesystem::path& file);
 void jobSaveSession(const Session& session, const std::filesystem::path& file);
 
+// The evaluation model factory of the Perplexity tab's backend choice: CUDA models
+// (mxlens/gpu/backend.h; Error("--backend", ...) when no device can be used) or, for the CPU,
+// none (run_compare's CPU default). Set it as CompareOptions::model_factory.
+WindowModelFactory evaluationModelFactory(bool cuda);
+
 // run_compare on the runner's model: eval text = the evaluation text, else the calibration
 // text.
 CompareResult jobCompare(RunnerState& state, const CompareOptions& options,
