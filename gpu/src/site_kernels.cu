@@ -1,8 +1,9 @@
 // Activation-side kernels of a W4A4 site (site_kernels.h) and the host entry points of
 // mxlens/gpu/cuda.h that run the fused rotate + quantize kernel (tests, benchmarks).
 //
-// Fused kernel layout: one warp per 32-element block, lane j holding element j, so a warp's
-// load and store are one coalesced 128-byte line. The rotation y_j = Σ_i x_i·R_ij keeps column j
+// Fused kernel layout: a warp works on 32-element blocks, lane j holding element j, so a warp's
+// load and store of a block are one coalesced 128-byte line; each step of a warp takes four
+// consecutive blocks and issues their loads first. The rotation y_j = Σ_i x_i·R_ij keeps column j
 // of R in lane j's registers (loaded once per thread) and broadcasts the block's 32 inputs
 // through shared memory as eight float4 reads; 32 fused multiply-adds per element. The block
 // maximum is a 5-step shuffle reduction. The target is compiled with --fmad=false, so the
@@ -24,6 +25,7 @@ namespace {
 constexpr unsigned kFullMask = 0xffffffffu;
 constexpr int kFusedThreads = 256;
 constexpr int kFusedWarps = kFusedThreads / 32;
+constexpr int kBlocksPerWarpStep = 4;
 constexpr int kElementThreads = 256;
 constexpr int kHadamardThreads = 512;
 
@@ -46,7 +48,7 @@ template <SiteScale kScale, bool kRotate, bool kQuantize>
 __global__ void __launch_bounds__(kFusedThreads)
     fused_site_kernel(float* x, int64_t rows, int cols, const float* __restrict__ scale,
                       const float* __restrict__ rotation, ScaleRule rule, Rounding rounding) {
-  __shared__ __align__(16) float stage[kFusedWarps][32];
+  __shared__ __align__(16) float stage[kFusedWarps][kBlocksPerWarpStep][32];
   const int lane = static_cast<int>(threadIdx.x % 32);
   const int warp = static_cast<int>(threadIdx.x / 32);
   float column[32];
@@ -56,54 +58,95 @@ __global__ void __launch_bounds__(kFusedThreads)
   }
   const int64_t blocks_per_row = (cols + 31) / 32;
   const int64_t n_blocks = rows * blocks_per_row;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * kFusedWarps;
-  // The loop variable is the same for all lanes of a warp: every shuffle sees 32 lanes.
-  for (int64_t block = static_cast<int64_t>(blockIdx.x) * kFusedWarps + warp; block < n_blocks;
-       block += stride) {
-    const int64_t row = block / blocks_per_row;
-    const int64_t col = (block - row * blocks_per_row) * 32 + lane;
-    const bool valid = col < cols;
-    float* p = x + row * cols + col;
-    float v = valid ? *p : 0.0f;
-    if constexpr (kScale == SiteScale::multiply) {
-      if (valid) v = v * scale[col];
-    } else if constexpr (kScale == SiteScale::divide) {
-      if (valid) v = v / scale[col];
+  // Rows of whole blocks are one contiguous run of blocks: no division per block.
+  const bool dense = cols % 32 == 0;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * kFusedWarps * kBlocksPerWarpStep;
+  // Each step of a warp takes kBlocksPerWarpStep consecutive blocks, their loads issued before
+  // any is used (memory-level parallelism). The loop variable is the same for all lanes of a
+  // warp, so every shuffle sees 32 lanes; blocks past the end are computed on zeros and not
+  // stored.
+  for (int64_t first = (static_cast<int64_t>(blockIdx.x) * kFusedWarps + warp) * kBlocksPerWarpStep;
+       first < n_blocks; first += stride) {
+    float v[kBlocksPerWarpStep];
+    int64_t offset[kBlocksPerWarpStep];
+    int col[kBlocksPerWarpStep];
+    bool valid[kBlocksPerWarpStep];
+#pragma unroll
+    for (int u = 0; u < kBlocksPerWarpStep; ++u) {
+      const int64_t block = first + u;
+      if (dense) {
+        offset[u] = block * 32 + lane;
+        col[u] = 0;  // only smoothing needs the channel (a division, so only then)
+        if constexpr (kScale != SiteScale::none) col[u] = static_cast<int>(offset[u] % cols);
+        valid[u] = block < n_blocks;
+      } else {
+        const int64_t row = block / blocks_per_row;
+        col[u] = static_cast<int>((block - row * blocks_per_row) * 32 + lane);
+        offset[u] = row * cols + col[u];
+        valid[u] = block < n_blocks && col[u] < cols;
+      }
+      v[u] = valid[u] ? x[offset[u]] : 0.0f;
+    }
+#pragma unroll
+    for (int u = 0; u < kBlocksPerWarpStep; ++u) {
+      if constexpr (kScale == SiteScale::multiply) {
+        if (valid[u]) v[u] = v[u] * scale[col[u]];
+      } else if constexpr (kScale == SiteScale::divide) {
+        if (valid[u]) v[u] = v[u] / scale[col[u]];
+      }
+      if constexpr (kRotate) stage[warp][u][lane] = v[u];
     }
     if constexpr (kRotate) {
-      stage[warp][lane] = v;
       __syncwarp();
-      const float4* in = reinterpret_cast<const float4*>(stage[warp]);
-      float acc = 0.0f;
 #pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        const float4 q = in[i];
-        acc = fmaf(q.x, column[4 * i], acc);
-        acc = fmaf(q.y, column[4 * i + 1], acc);
-        acc = fmaf(q.z, column[4 * i + 2], acc);
-        acc = fmaf(q.w, column[4 * i + 3], acc);
+      for (int u = 0; u < kBlocksPerWarpStep; ++u) {
+        const float4* in = reinterpret_cast<const float4*>(stage[warp][u]);
+        float acc = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          const float4 q = in[i];
+          acc = fmaf(q.x, column[4 * i], acc);
+          acc = fmaf(q.y, column[4 * i + 1], acc);
+          acc = fmaf(q.z, column[4 * i + 2], acc);
+          acc = fmaf(q.w, column[4 * i + 3], acc);
+        }
+        v[u] = acc;
       }
-      __syncwarp();  // the stage is rewritten by the next block
-      v = acc;
+      __syncwarp();  // the stage is rewritten by the next step
     }
-    if constexpr (kQuantize) v = fake_quantize_lane(v, rule, rounding);
-    if (valid) *p = v;
+#pragma unroll
+    for (int u = 0; u < kBlocksPerWarpStep; ++u) {
+      if constexpr (kQuantize) v[u] = fake_quantize_lane(v[u], rule, rounding);
+      if (valid[u]) x[offset[u]] = v[u];
+    }
   }
 }
 
+// One wave: as many CTAs as can be resident at once (each loops over its share of blocks and
+// loads R once per thread), fewer when there is less work.
 template <SiteScale kScale, bool kRotate, bool kQuantize>
-void launch_fused(const FusedSiteArgs& a, unsigned grid, cudaStream_t stream) {
+void launch_fused(const FusedSiteArgs& a, int64_t ctas_for_work, int multiprocessors,
+                  cudaStream_t stream) {
+  static const int resident = [] {
+    int blocks = 0;
+    check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                   &blocks, fused_site_kernel<kScale, kRotate, kQuantize>, kFusedThreads, 0),
+               "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+    return std::max(blocks, 1);
+  }();
+  const int64_t cap = int64_t(std::max(multiprocessors, 1)) * resident;
+  const unsigned grid = static_cast<unsigned>(std::clamp<int64_t>(ctas_for_work, 1, cap));
   fused_site_kernel<kScale, kRotate, kQuantize><<<grid, kFusedThreads, 0, stream>>>(
       a.x, a.rows, a.cols, a.scale, a.rotation, a.rule, a.rounding);
 }
 
 template <SiteScale kScale>
-void launch_fused_scaled(const FusedSiteArgs& a, unsigned grid, cudaStream_t stream) {
+void launch_fused_scaled(const FusedSiteArgs& a, int64_t ctas, int sms, cudaStream_t stream) {
   const bool rotate = a.rotation != nullptr;
-  if (rotate && a.quantize) return launch_fused<kScale, true, true>(a, grid, stream);
-  if (rotate) return launch_fused<kScale, true, false>(a, grid, stream);
-  if (a.quantize) return launch_fused<kScale, false, true>(a, grid, stream);
-  return launch_fused<kScale, false, false>(a, grid, stream);
+  if (rotate && a.quantize) return launch_fused<kScale, true, true>(a, ctas, sms, stream);
+  if (rotate) return launch_fused<kScale, true, false>(a, ctas, sms, stream);
+  if (a.quantize) return launch_fused<kScale, false, true>(a, ctas, sms, stream);
+  return launch_fused<kScale, false, false>(a, ctas, sms, stream);
 }
 
 __global__ void block_rotation_kernel(const float* __restrict__ x, float* __restrict__ y,
@@ -196,20 +239,17 @@ void launch_fused_site(const FusedSiteArgs& a, int multiprocessors, cudaStream_t
     throw Error("cuda", "scale rule dqv2_log8 is not supported by the CUDA backend");
   if (a.scale_mode != SiteScale::none && !a.scale) throw Error("cuda", "smoothing without factors");
   const int64_t n_blocks = a.rows * ((a.cols + 31) / 32);
-  const int64_t ctas = (n_blocks + kFusedWarps - 1) / kFusedWarps;
-  // A few waves of resident CTAs; the grid-stride loop takes the rest (and R is loaded once per
-  // thread, not once per block).
-  const int64_t cap = int64_t(std::max(multiprocessors, 1)) * 8;
-  const unsigned grid = static_cast<unsigned>(std::clamp<int64_t>(ctas, 1, cap));
+  const int64_t per_cta = int64_t(kFusedWarps) * kBlocksPerWarpStep;
+  const int64_t ctas = (n_blocks + per_cta - 1) / per_cta;
   switch (a.scale_mode) {
     case SiteScale::none:
-      launch_fused_scaled<SiteScale::none>(a, grid, stream);
+      launch_fused_scaled<SiteScale::none>(a, ctas, multiprocessors, stream);
       break;
     case SiteScale::multiply:
-      launch_fused_scaled<SiteScale::multiply>(a, grid, stream);
+      launch_fused_scaled<SiteScale::multiply>(a, ctas, multiprocessors, stream);
       break;
     case SiteScale::divide:
-      launch_fused_scaled<SiteScale::divide>(a, grid, stream);
+      launch_fused_scaled<SiteScale::divide>(a, ctas, multiprocessors, stream);
       break;
   }
   check_launch("fused_site_kernel");
