@@ -6,91 +6,16 @@
 #include <string>
 #include <vector>
 
-#include "core/rotation/hadamard.h"
 #include "core/util/error.h"
 #include "cuda_engine.h"
 #include "mxlens/gpu/backend.h"
 #include "mxlens/gpu/cuda.h"
+#include "site_desc_from_plan.h"
 
 namespace mxlens::gpu {
 namespace {
 
-using detail::SiteDesc;
-using detail::SiteScale;
-using detail::SiteStep;
-
 constexpr int64_t kUploadRows = 4096;  // embedding / lm_head rows converted and sent at a time
-
-detail::SiteStep step_desc(const ChannelTransform::Step& s) {
-  SiteStep d;
-  switch (s.kind) {
-    case ChannelTransform::StepKind::BlockRotation: {
-      d.kind = SiteStep::Kind::block_rotation;
-      const int b = int(s.rotation.rows());
-      d.size = b;
-      d.matrix.resize(size_t(b) * size_t(b));
-      for (int i = 0; i < b; ++i)
-        for (int j = 0; j < b; ++j) d.matrix[size_t(i) * b + j] = s.rotation(i, j);
-      break;
-    }
-    case ChannelTransform::StepKind::Permutation:
-      d.kind = SiteStep::Kind::permutation;
-      d.size = s.channels;
-      d.indices = s.permutation;
-      break;
-    case ChannelTransform::StepKind::FullHadamard: {
-      d.kind = SiteStep::Kind::full_hadamard;
-      d.size = s.channels;
-      int m = 1, k = 1;
-      if (!full_hadamard_factor(s.channels, &m, &k))
-        throw Error("cuda", "full Hadamard of " + std::to_string(s.channels) +
-                                " channels has no construction");
-      d.hadamard_m = m;
-      d.hadamard_k = k;
-      // As channel_transform.cpp: the forward transform mixes the segments by H_mᵀ.
-      if (m > 1) {
-        const Eigen::MatrixXd hm = known_hadamard(m);
-        d.matrix.resize(size_t(m) * size_t(m));
-        for (int a = 0; a < m; ++a)
-          for (int b = 0; b < m; ++b) d.matrix[size_t(a) * m + b] = float(hm(b, a));
-      }
-      d.hadamard_norm = float(1.0 / std::sqrt(double(s.channels)));
-      d.signs = s.signs;
-      break;
-    }
-  }
-  return d;
-}
-
-// QuantPlan::transform_activations + W4a4Taps' activation fake quantization, as a SiteDesc.
-SiteDesc site_desc(const QuantPlan& plan, int layer, Site site) {
-  SiteDesc d;
-  d.channels = plan.site_channels(site);
-  const SiteTransform& t = plan.site(layer, site);
-  if (t.has_smoothing() && t.smooth_fold != SmoothFold::previous_rows) {
-    if (int(t.smooth.size()) != d.channels)
-      throw Error("layer " + std::to_string(layer) + " site " + std::string(site_name(site)),
-                  "smoothing does not match the site's channels");
-    if (t.smooth_fold == SmoothFold::norm) {
-      // x · (1/s), the reciprocal rounded once as Eigen's inverse() does on the CPU.
-      d.scale_mode = SiteScale::multiply;
-      d.scale.resize(t.smooth.size());
-      for (size_t i = 0; i < t.smooth.size(); ++i) d.scale[i] = 1.0f / t.smooth[i];
-    } else {
-      d.scale_mode = SiteScale::divide;  // online division (o under GQA)
-      d.scale = t.smooth;
-    }
-  }
-  if (t.has_rotation()) {
-    t.rotation.check_channels(
-        d.channels, "layer " + std::to_string(layer) + " site " + std::string(site_name(site)));
-    for (const ChannelTransform::Step& s : t.rotation.steps()) d.steps.push_back(step_desc(s));
-  }
-  const TensorQuant& a = plan.scheme().activations;
-  d.quantize = a.format == QuantFormat::mxfp4;
-  d.quant = a.options;
-  return d;
-}
 
 class CudaWindowModel final : public WindowModel {
  public:
@@ -169,7 +94,8 @@ class CudaWindowModel final : public WindowModel {
         engine_->upload_linear(l, int(which), data, w.rows, w.cols);
       }
       if (plan)
-        for (Site site : kAllSites) engine_->set_site(l, int(site), site_desc(*plan, l, site));
+        for (Site site : kAllSites)
+          engine_->set_site(l, int(site), detail::site_desc(*plan, l, site));
     }
     engine_->finish_upload();
   }
