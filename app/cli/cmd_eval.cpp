@@ -21,7 +21,6 @@
 #include "core/io/model_fingerprint.h"
 #include "core/io/session_file.h"
 #include "core/model/checkpoint.h"
-#include "core/quant/w4a4_taps.h"
 #include "core/text/tokenizer.h"
 #include "core/util/error.h"
 #include "core/util/utc_time.h"
