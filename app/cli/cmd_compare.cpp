@@ -8,6 +8,7 @@
 #include <string>
 #include <thread>
 
+#include "app/cli/backend_flag.h"
 #include "app/cli/calib_flags.h"
 #include "app/cli/cli_progress.h"
 #include "app/cli/commands.h"
@@ -30,6 +31,7 @@ struct CompareArgs {
   int64_t windows = 0;
   int threads = 1;
   bool bos = false, json = false;
+  std::string backend = "cpu";
 };
 
 nlohmann::json number(double v) {
@@ -41,6 +43,7 @@ void run_compare_cmd(const CompareArgs& a) {
   const std::vector<Method> methods = parse_method_list(a.methods);
   // Checks every flag before the (slow) work; the method only changes the scheme's mode.
   const CalibrationSettings settings = to_settings(a.flags, Method::duquantpp);
+  const ChosenBackend backend = choose_backend(a.backend);
   std::error_code ec;
   if (!a.sessions_dir.empty() && !fs::is_directory(a.sessions_dir, ec))
     throw Error(a.sessions_dir, "is not a directory (--sessions-dir)");
@@ -58,6 +61,7 @@ void run_compare_cmd(const CompareArgs& a) {
   opt.seqlen = a.seqlen;
   opt.max_windows = a.windows;
   opt.threads = a.threads;
+  opt.model_factory = backend.factory;
 
   ProgressLine line;
   CompareEvents events;
@@ -89,6 +93,8 @@ void run_compare_cmd(const CompareArgs& a) {
     j["eval_excludes_calibration_region"] = r.eval_excludes_calibration_region;
     j["note"] = r.note;
     j["threads"] = a.threads;
+    j["backend_requested"] = backend.requested;
+    j["backend_note"] = backend.note;
     j["settings"] = nlohmann::json::parse(settings_json);
     nlohmann::json ms = nlohmann::json::array();
     for (const MethodResult& m : r.methods) {
@@ -105,6 +111,7 @@ void run_compare_cmd(const CompareArgs& a) {
       e["nll_mean"] = number(m.eval.nll_mean);
       e["calibration_seconds"] = m.calibration_seconds;
       e["eval_tokens_per_s"] = m.eval.tokens_per_s;
+      e["backend"] = m.eval.backend;
       e["warnings"] = m.session.warnings;
       ms.push_back(e);
     }
@@ -118,6 +125,8 @@ void run_compare_cmd(const CompareArgs& a) {
   std::printf("data           %s\n", eval.path.c_str());
   std::printf("windows        %lld x %d tokens\n", static_cast<long long>(r.windows), r.seqlen);
   if (!r.note.empty()) std::printf("note           %s\n", r.note.c_str());
+  std::printf("backend        %s%s%s\n", backend.requested.c_str(),
+              backend.note.empty() ? "" : ": ", backend.note.c_str());
   std::printf("scheme         %s\n",
               QuantScheme::make(parse_quant_mode(a.flags.mode), parse_quant_format(a.flags.format),
                                 settings.scheme.weights.options)
@@ -136,6 +145,11 @@ void run_compare_cmd(const CompareArgs& a) {
   std::printf(
       "\nKL(FP || method) per scored token and top-1 agreement with FP are the headline: "
       "they rank methods reliably where PPL moves by seed noise (out-of-domain text).\n");
+  if (backend.requested != "cpu")
+    for (const MethodResult& m : r.methods)
+      if (m.eval.backend == "cpu" && !r.methods.empty() && r.methods.front().eval.backend != "cpu")
+        std::printf("note (%s): evaluated on the CPU (the CUDA backend cannot run its scheme)\n",
+                    std::string(method_name(m.method)).c_str());
   for (const MethodResult& m : r.methods)
     for (const std::string& w : m.session.warnings)
       std::printf("warning (%s): %s\n", std::string(method_name(m.method)).c_str(), w.c_str());
@@ -173,6 +187,7 @@ void register_compare(CLI::App& app) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_flag("--bos", args->bos, "Prepend one BOS token to the texts");
+  add_backend_flag(cmd, args->backend);
   cmd->add_flag("--json", args->json,
                 "Print one JSON object: {\"methods\":[{\"name\",\"kl\",\"top1\",\"ppl\",...}], "
                 "settings...}");

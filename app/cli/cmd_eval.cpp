@@ -5,13 +5,16 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <thread>
 
+#include "app/cli/backend_flag.h"
 #include "app/cli/cli_progress.h"
 #include "app/cli/commands.h"
+#include "core/backend/window_model.h"
 #include "core/calib/calib_windows.h"
 #include "core/calib/session.h"
 #include "core/eval/perplexity.h"
@@ -19,7 +22,6 @@
 #include "core/io/session_file.h"
 #include "core/model/checkpoint.h"
 #include "core/quant/fp_quant_plan.h"
-#include "core/quant/w4a4_taps.h"
 #include "core/text/tokenizer.h"
 #include "core/util/error.h"
 #include "core/util/utc_time.h"
@@ -39,11 +41,13 @@ struct EvalArgs {
   std::string session;  // evaluate the session's quantized model instead of FP
   bool kl = false;      // with --session: also KL and top-1 against FP (runs FP first)
   bool record = false;  // with --session: append the result to the session file
+  std::string backend = "cpu";
 };
 
 void run_eval(const EvalArgs& a) {
   if (a.session.empty() && (a.kl || a.record))
     throw Error(a.kl ? "--kl" : "--record", "needs --session (FP against itself has KL 0)");
+  const ChosenBackend backend = choose_backend(a.backend);
   const Checkpoint ckpt = Checkpoint::open(a.model_dir);
   const auto tokenizer_json = ckpt.tokenizer_json();
   if (!tokenizer_json)
@@ -89,34 +93,29 @@ void run_eval(const EvalArgs& a) {
     reference.emplace(ckpt.config().vocab_size, ReferenceLogProbs::Storage::Full16);
     PerplexityOptions fp_opt = opt;
     fp_opt.record_reference = &*reference;
-    fp = evaluate_perplexity(weights, ids, fp_opt, progress,
+    const std::unique_ptr<WindowModel> fp_model = backend.factory(weights, nullptr, opt.forward);
+    fp = evaluate_perplexity(*fp_model, ids, fp_opt, progress,
                              [&](const WindowResult& w) { bar.update(w); });
     bar.finish();
     opt.kl_reference = &*reference;
   }
   std::optional<QuantPlan> plan;
-  std::optional<W4a4Taps> taps;
   std::string stored;  // an fp_quant checkpoint: what its files say is computed
   if (ckpt.fp_quant()) {
     // Its weights are stored rotated and quantized: only its own plan computes the model.
     plan.emplace(fp_quant_plan(ckpt));
     stored = describe_fp_quant_plan(ckpt, *plan);
-    W4a4Taps::Options topt;
-    topt.threads = a.threads;
-    taps.emplace(*plan, topt);
   } else if (session) {
     plan.emplace(make_plan(*session, ckpt.config()));
-    W4a4Taps::Options topt;
-    topt.threads = a.threads;
-    topt.cache_weights = weight_cache_fits(ckpt.config());
-    taps.emplace(*plan, topt);
   }
+  const std::unique_ptr<WindowModel> model =
+      backend.factory(weights, plan ? &*plan : nullptr, opt.forward);
   const std::string started = utc_now_iso8601();
-  const PerplexityResult r = evaluate_perplexity(
-      weights, ids, opt, progress, [&](const WindowResult& w) { bar.update(w); },
-      taps ? &*taps : nullptr);
+  const PerplexityResult r = evaluate_perplexity(*model, ids, opt, progress,
+                                                 [&](const WindowResult& w) { bar.update(w); });
   bar.finish();
   if (session && a.record) {
+    session->provenance.backend = r.backend;
     EvalRecord rec = make_eval_record(a.data, data_sha, session->settings.method,
                                       session->settings.scheme, r, started);
     session->results.push_back(std::move(rec));
@@ -144,6 +143,10 @@ void run_eval(const EvalArgs& a) {
     j["window_nll"] = r.window_nll;
     j["window_ppl"] = r.window_ppl;
     if (!stored.empty()) j["fp_quant"] = stored;
+    j["backend"] = r.backend;
+    j["backend_requested"] = backend.requested;
+    j["backend_note"] = backend.note;
+    j["device"] = model->device_description();
     if (session) {
       j["session"] = a.session;
       j["method"] = method_name(session->settings.method);
@@ -189,6 +192,11 @@ void run_eval(const EvalArgs& a) {
   if (session && a.record) std::printf("recorded in    %s\n", a.session.c_str());
   std::printf("speed          %.1f tokens/s (threads %d, %.2f s)\n", r.tokens_per_s, a.threads,
               r.seconds);
+  const std::string device = model->device_description();
+  std::printf("backend        %s%s%s%s\n", r.backend.c_str(), device.empty() ? "" : " (",
+              device.c_str(), device.empty() ? "" : ")");
+  if (!backend.note.empty() && device.empty())
+    std::printf("backend note   %s\n", backend.note.c_str());
 }
 
 }  // namespace
@@ -224,6 +232,7 @@ void register_eval(CLI::App& app) {
                 "With --session: run FP first and report KL(FP || quantized) and top-1 agreement");
   cmd->add_flag("--record", args->record,
                 "With --session: append this result to the session file (saved atomically)");
+  add_backend_flag(cmd, args->backend);
   cmd->callback([args] { run_eval(*args); });
 }
 

@@ -66,6 +66,7 @@ constexpr const char* kPplMethodsKey = "perplexity/methods";
 constexpr const char* kPplScaleRuleKey = "perplexity/scaleRule";
 constexpr const char* kPplWindowsKey = "perplexity/windows";
 constexpr const char* kPplSeqlenKey = "perplexity/seqlen";
+constexpr const char* kPplBackendKey = "perplexity/backend";
 
 // Job tags: a tag names what a job is for; posting one replaces a waiting one with the same.
 constexpr const char* kOpenTag = "open";
@@ -198,11 +199,9 @@ void MainWindow::createCentre() {
     if (index == GreedyTab && greedy_->hasTrace()) greedy_->setFocus();
   });
 
-  // The evaluation runs on the CPU for now; the reason says why CUDA is not offered.
+  // CUDA is offered when a device is there (its line as the tooltip), else greyed with why.
   if (gpu::cuda_device_count() > 0)
-    perplexity_->setCudaAvailability(false,
-                                     tr("the workbench evaluates on the CPU so far (found %1)")
-                                         .arg(QString::fromStdString(gpu::cuda_status())));
+    perplexity_->setCudaAvailability(true, QString::fromStdString(gpu::cuda_status()));
   else
     perplexity_->setCudaAvailability(false, QString::fromStdString(gpu::cuda_unavailable_reason()));
   QSettings settings;
@@ -219,6 +218,9 @@ void MainWindow::createCentre() {
   request.scale_rule = ScaleRule(settings.value(kPplScaleRuleKey, 0).toInt());
   request.max_windows = settings.value(kPplWindowsKey, 0).toLongLong();
   request.seqlen = settings.value(kPplSeqlenKey, request.seqlen).toInt();
+  request.backend = settings.value(kPplBackendKey).toString() == QLatin1String("cuda")
+                        ? EvalBackend::cuda
+                        : EvalBackend::cpu;
   perplexity_->setRequest(request);
   connect(perplexity_, &PerplexityView::runRequested, this,
           [this](const PerplexityRequest& r) { startPerplexity(r); });
@@ -927,6 +929,7 @@ void MainWindow::startPerplexity(const PerplexityRequest& request) {
   settings.setValue(kPplScaleRuleKey, int(request.scale_rule));
   settings.setValue(kPplWindowsKey, qlonglong(request.max_windows));
   settings.setValue(kPplSeqlenKey, request.seqlen);
+  settings.setValue(kPplBackendKey, request.backend == EvalBackend::cuda ? "cuda" : "cpu");
 
   perplexity_->resetResults();
   perplexity_->setRunning(true);
@@ -942,6 +945,7 @@ void MainWindow::startPerplexity(const PerplexityRequest& request) {
     options.seqlen = request.seqlen;
     options.max_windows = request.max_windows;
     options.threads = threads;
+    options.model_factory = evaluationModelFactory(request.backend == EvalBackend::cuda);
     CompareEvents events;
     events.on_window = [this, generation](Method m, const WindowResult& w) {
       invokeOnGui(this, [this, generation, m, w] {

@@ -12,6 +12,7 @@
 #include "core/plant/plant.h"
 #include "core/text/tokenizer.h"
 #include "core/util/error.h"
+#include "mxlens/gpu/backend.h"
 
 namespace mxlens::gui {
 
@@ -173,6 +174,11 @@ ExportReport jobExport(RunnerState& state, const Session& session,
                                 " (in the window: Run ▸ Exportable Smoothing, then "
                                 "calibrate again)");
   }
+}
+
+WindowModelFactory evaluationModelFactory(bool cuda) {
+  if (!cuda) return {};
+  return gpu::make_window_model_factory(gpu::BackendKind::cuda);
 }
 
 CompareResult jobCompare(RunnerState& state, const CompareOptions& options,

@@ -61,6 +61,11 @@ ExportReport jobExport(RunnerState& state, const Session& session,
                        const std::filesystem::path& session_file, const std::filesystem::path& out,
                        const ExportOptions& options, const Progress& progress);
 
+// The evaluation model factory of the Perplexity tab's backend choice: CUDA models
+// (mxlens/gpu/backend.h; Error("--backend", ...) when no device can be used) or, for the CPU,
+// none (run_compare's CPU default). Set it as CompareOptions::model_factory.
+WindowModelFactory evaluationModelFactory(bool cuda);
+
 // run_compare on the runner's model: eval text = the evaluation text, else the calibration
 // text.
 CompareResult jobCompare(RunnerState& state, const CompareOptions& options,

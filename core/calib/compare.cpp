@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <memory>
+#include <optional>
 #include <string>
 
 #include "core/quant/quant_plan.h"
@@ -154,17 +156,22 @@ CompareResult run_compare(const Checkpoint& checkpoint, const LlamaWeights& weig
       if (events.on_window) events.on_window(m, w);
     };
     const std::string started = utc_now_iso8601();
-    if (m == Method::fp) {
-      mr.eval = evaluate_perplexity(weights, eval_text.ids, po, pp.progress(), on_window);
-      fp_ppl = mr.eval.ppl;
-    } else {
-      const QuantPlan plan = make_plan(mr.session, cfg);
-      W4a4Taps::Options wo;
-      wo.threads = options.threads;
-      wo.cache_weights = windows > 1 && weight_cache_fits(cfg);
-      W4a4Taps taps(plan, wo);
-      mr.eval = evaluate_perplexity(weights, eval_text.ids, po, pp.progress(), on_window, &taps);
+    {
+      std::optional<QuantPlan> plan;
+      if (m != Method::fp) plan.emplace(make_plan(mr.session, cfg));
+      const QuantPlan* plan_ptr = plan ? &*plan : nullptr;
+      std::unique_ptr<WindowModel> model;
+      if (options.model_factory) {
+        model = options.model_factory(weights, plan_ptr, po.forward);
+      } else {
+        W4a4Taps::Options wo;
+        wo.cache_weights = plan && windows > 1 && weight_cache_fits(cfg);
+        model = std::make_unique<CpuWindowModel>(weights, plan_ptr, po.forward, wo);
+      }
+      mr.eval = evaluate_perplexity(*model, eval_text.ids, po, pp.progress(), on_window);
     }
+    if (m == Method::fp) fp_ppl = mr.eval.ppl;
+    mr.session.provenance.backend = mr.eval.backend;
     mr.delta_ppl = mr.eval.ppl - fp_ppl;
     mr.session.results.push_back(make_eval_record(eval_text.path, eval_text.sha256, m,
                                                   mr.session.settings.scheme, mr.eval, started));

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/backend/window_model.h"
 #include "core/calib/calibrate.h"
 #include "core/eval/kl.h"
 #include "core/eval/perplexity.h"
@@ -24,24 +25,28 @@ struct EvalText {
 };
 
 struct CompareOptions {
-  std::vector<Method> methods;     // in order; fp is always run first as the reference
-  CalibrationSettings calibration; // settings.method is set per method
-  int seqlen = 2048;               // evaluation window length (capped by the model context)
-  int64_t max_windows = 0;         // 0 = every usable window
+  std::vector<Method> methods;      // in order; fp is always run first as the reference
+  CalibrationSettings calibration;  // settings.method is set per method
+  int seqlen = 2048;                // evaluation window length (capped by the model context)
+  int64_t max_windows = 0;          // 0 = every usable window
   int threads = 1;
   // Reference storage: Full32 when it fits this budget, else Full16.
   int64_t reference_budget_bytes = int64_t(2) << 30;
   // Run calibration's SiteStats pass for each method (MethodResult::session.stats); off by
   // default, since comparing needs only the transforms.
   bool collect_site_stats = false;
+  // Builds the model each evaluation runs (FP, then each method's plan); empty = the CPU
+  // forward with W4a4Taps (weights cached across windows when they fit). Calibration always
+  // runs on the CPU. Each method's session records the backend in provenance.backend.
+  WindowModelFactory model_factory;
 };
 
 struct MethodResult {
   Method method = Method::fp;
-  PerplexityResult eval;   // .kl set for every method but fp
-  double delta_ppl = 0;    // eval.ppl − FP's ppl
+  PerplexityResult eval;  // .kl set for every method but fp
+  double delta_ppl = 0;   // eval.ppl − FP's ppl
   double calibration_seconds = 0;
-  Session session;         // what calibrate produced (fp: settings and provenance only)
+  Session session;  // what calibrate produced (fp: settings and provenance only)
 };
 
 struct CompareResult {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 
+#include "core/backend/window_model.h"
 #include "core/text/tokenizer.h"
 #include "core/text/utf8.h"
 #include "core/util/error.h"
@@ -44,7 +45,15 @@ std::vector<int32_t> tokenize_text_file(const Tokenizer& tokenizer,
 PerplexityResult evaluate_perplexity(const LlamaWeights& weights, std::span<const int32_t> ids,
                                      const PerplexityOptions& opt, Progress& progress,
                                      const WindowFn& on_window, SiteTaps* taps) {
-  const LlamaConfig& cfg = weights.config();
+  check_seqlen(weights.config(), opt.seqlen);
+  CpuWindowModel model(weights, opt.forward, taps);
+  return evaluate_perplexity(model, ids, opt, progress, on_window);
+}
+
+PerplexityResult evaluate_perplexity(WindowModel& model, std::span<const int32_t> ids,
+                                     const PerplexityOptions& opt, Progress& progress,
+                                     const WindowFn& on_window) {
+  const LlamaConfig& cfg = model.config();
   const int L = opt.seqlen;
   check_seqlen(cfg, L);
   int64_t windows = perplexity_window_count(int64_t(ids.size()), L);
@@ -65,7 +74,7 @@ PerplexityResult evaluate_perplexity(const LlamaWeights& weights, std::span<cons
   r.seqlen = L;
   r.tokens_total = int64_t(ids.size());
   r.windows = windows;
-  LlamaForward forward(weights, opt.forward);
+  r.backend = model.backend_name();
   KlStats kl;
   double sum = 0, sum_sq = 0;
   std::vector<double> row_nll(static_cast<size_t>(targets_per_window));
@@ -76,10 +85,20 @@ PerplexityResult evaluate_perplexity(const LlamaWeights& weights, std::span<cons
     progress.check_cancel();
     const auto t0 = std::chrono::steady_clock::now();
     const std::span<const int32_t> window = ids.subspan(size_t(w * L), size_t(L));
-    // Positions 0..L-2 predict tokens 1..L-1; the last token is only a target.
-    forward.hidden(window.first(size_t(L - 1)), taps);
-    forward.logits([&](int64_t r0, const Eigen::Ref<const RowMatrixXf>& logits) {
+    // Positions 0..L-2 predict tokens 1..L-1; the last token is only a target. A backend
+    // hands the rows in order, each once: the reference and KL index tokens by arrival.
+    int64_t next_row = 0;
+    model.run(window.first(size_t(L - 1)), [&](int64_t r0,
+                                               const Eigen::Ref<const RowMatrixXf>& logits) {
       const Eigen::Index rows = logits.rows();
+      if (r0 != next_row || rows < 1 || r0 + rows > targets_per_window ||
+          logits.cols() != cfg.vocab_size)
+        throw Error(model.backend_name() + " backend",
+                    "handed logits rows [" + std::to_string(r0) + ", " + std::to_string(r0 + rows) +
+                        ") x " + std::to_string(logits.cols()) + " where rows from " +
+                        std::to_string(next_row) + " x " + std::to_string(cfg.vocab_size) +
+                        " were due (internal error)");
+      next_row = r0 + rows;
       const size_t V = size_t(logits.cols());
       auto row = [&](Eigen::Index i) { return std::span<const float>(logits.row(i).data(), V); };
       const int64_t first_token = w * targets_per_window + r0;
@@ -100,6 +119,10 @@ PerplexityResult evaluate_perplexity(const LlamaWeights& weights, std::span<cons
         if (opt.kl_reference) kl.add_value(row_kl[size_t(i)].kl, row_kl[size_t(i)].same_top1);
       }
     });
+    if (next_row != targets_per_window)
+      throw Error(model.backend_name() + " backend",
+                  "handed logits of " + std::to_string(next_row) + " positions, the window has " +
+                      std::to_string(targets_per_window) + " (internal error)");
     double window_sum = 0;
     for (double x : row_nll) {
       window_sum += x;

@@ -23,6 +23,7 @@
 namespace mxlens {
 
 class Tokenizer;
+class WindowModel;
 
 struct PerplexityOptions {
   int seqlen = 2048;            // L, tokens per window; 2 ≤ L ≤ max_position_embeddings
@@ -62,6 +63,7 @@ struct PerplexityResult {
   std::vector<double> window_nll;
   std::vector<double> window_ppl;
   std::optional<KlSummary> kl;  // when options.kl_reference was given
+  std::string backend;          // WindowModel::backend_name() of the model evaluated ("cpu")
 };
 
 using WindowFn = std::function<void(const WindowResult&)>;
@@ -84,5 +86,13 @@ std::vector<int32_t> tokenize_text_file(const Tokenizer& tokenizer,
 PerplexityResult evaluate_perplexity(const LlamaWeights& weights, std::span<const int32_t> ids,
                                      const PerplexityOptions& options, Progress& progress,
                                      const WindowFn& on_window = {}, SiteTaps* taps = nullptr);
+
+// The same through any backend's model (core/backend/window_model.h): the model runs each
+// window, scoring stays here. options.forward.threads (and parallel_min_macs) set the scoring
+// threads only; the model was built with its own options. The overload above is this one
+// with a CpuWindowModel(weights, options.forward, taps).
+PerplexityResult evaluate_perplexity(WindowModel& model, std::span<const int32_t> ids,
+                                     const PerplexityOptions& options, Progress& progress,
+                                     const WindowFn& on_window = {});
 
 }  // namespace mxlens

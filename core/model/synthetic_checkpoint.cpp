@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -22,6 +23,7 @@ using ordered_json = nlohmann::ordered_json;
 
 constexpr double kWeightStd = 0.02;           // a typical HF initializer_range
 constexpr uint64_t kChunkElements = 1 << 20;  // bounded memory per write
+constexpr uint64_t kSliceElements = 1 << 15;  // values generated per thread at a time
 
 uint64_t splitmix64(uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;
@@ -150,7 +152,7 @@ void encode_chunk(DType dtype, std::span<const float> values, std::vector<std::b
 }  // namespace
 
 std::vector<std::string> synthetic_preset_names() {
-  return {"llama-3.2-1b", "tiny", "tiny-llama3", "tiny-qwen2"};
+  return {"llama-3.2-1b", "llama-3-8b", "tiny", "tiny-llama3", "tiny-qwen2"};
 }
 
 LlamaConfig synthetic_preset(std::string_view name) {
@@ -172,6 +174,20 @@ LlamaConfig synthetic_preset(std::string_view name) {
     c.rope_theta = 500000.0;
     c.rope_scaling = {"llama3", 32.0, 1.0, 4.0, 8192};
     c.tie_word_embeddings = true;
+    c.bos_token_ids = {128000};
+    c.eos_token_ids = {128001};
+    return c;
+  }
+  if (name == "llama-3-8b") {  // Meta-Llama-3-8B: untied, no RoPE scaling, 8K context
+    c.hidden_size = 4096;
+    c.intermediate_size = 14336;
+    c.num_layers = 32;
+    c.num_heads = 32;
+    c.num_kv_heads = 8;
+    c.head_dim = 128;
+    c.vocab_size = 128256;
+    c.max_position_embeddings = 8192;
+    c.rope_theta = 500000.0;
     c.bos_token_ids = {128000};
     c.eos_token_ids = {128001};
     return c;
@@ -289,7 +305,16 @@ SyntheticSummary write_synthetic_checkpoint(const std::filesystem::path& dir,
       for (uint64_t dim : spec.shape) numel *= dim;
       for (uint64_t first = 0; first < numel; first += kChunkElements) {
         values.resize(std::min(kChunkElements, numel - first));
-        synthetic_values(spec.name, options.seed, first, values);
+        // Each value is a pure function of its index: slices on all cores give the same bytes
+        // (an 8B model's 8e9 values take minutes on one core).
+        const int64_t slices = int64_t((values.size() + kSliceElements - 1) / kSliceElements);
+#pragma omp parallel for schedule(static) if (slices > 1)
+        for (int64_t i = 0; i < slices; ++i) {
+          const uint64_t begin = uint64_t(i) * kSliceElements;
+          const uint64_t n = std::min<uint64_t>(kSliceElements, values.size() - begin);
+          synthetic_values(spec.name, options.seed, first + begin,
+                           std::span<float>(values).subspan(size_t(begin), size_t(n)));
+        }
         encode_chunk(spec.dtype, values, bytes);
         writer.write(spec.name, bytes);
       }

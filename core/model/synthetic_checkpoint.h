@@ -32,7 +32,8 @@ struct SyntheticSummary {
   uint64_t tensor_bytes = 0;
 };
 
-// "llama-3.2-1b" (Llama-3.2-1B shapes), "tiny", "tiny-llama3", "tiny-qwen2".
+// "llama-3.2-1b" (Llama-3.2-1B shapes), "llama-3-8b" (Meta-Llama-3-8B shapes), "tiny",
+// "tiny-llama3", "tiny-qwen2".
 std::vector<std::string> synthetic_preset_names();
 // The preset's config; throws Error("--preset", ...) for an unknown name.
 LlamaConfig synthetic_preset(std::string_view name);

@@ -1,6 +1,7 @@
 // The gpu library when mxlens is built without CUDA (MXLENS_CUDA=OFF, or AUTO with no
 // compiler): no devices, a reason to show, and kernels that refuse with that reason.
 #include "core/util/error.h"
+#include "mxlens/gpu/backend.h"
 #include "mxlens/gpu/cuda.h"
 
 namespace mxlens::gpu {
@@ -48,6 +49,17 @@ void cuda_fake_quantize_mxfp4(std::span<const float>, int64_t, int64_t, std::spa
   unavailable();
 }
 
+void cuda_rotate_quantize_rows(std::span<const float>, int64_t, int64_t, std::span<const float>,
+                               const QuantOptions*, std::span<float>, int) {
+  unavailable();
+}
+
+std::unique_ptr<WindowModel> make_cuda_window_model(const LlamaWeights&, const QuantPlan*,
+                                                    const ForwardOptions&,
+                                                    const CudaModelOptions&) {
+  unavailable();
+}
+
 namespace device {
 void quantize_mxfp4(const float*, int64_t, int64_t, Mxfp4Block*, const QuantOptions&, void*) {
   unavailable();
@@ -64,6 +76,9 @@ void dequantize_mxfp4_pairs(const uint8_t*, const uint8_t*, ScaleRule, int64_t, 
   unavailable();
 }
 void fake_quantize_mxfp4(const float*, int64_t, int64_t, float*, const QuantOptions&, void*) {
+  unavailable();
+}
+void rotate_quantize_rows(float*, int64_t, int64_t, const float*, const QuantOptions*, void*) {
   unavailable();
 }
 }  // namespace device

@@ -133,6 +133,23 @@ MXLENS_HD uint32_t encode_e2m1(float x, float scale, Rounding rounding) {
   return sign | magnitude;
 }
 
+// The same code with the quotient formed as x · 2^-k, for a power-of-two scale 2^k (every rule
+// but fpquant; `inverse_scale` = inverse_power_scale(byte)): x · 2^-k and x / 2^k are the same
+// real number, and 2^-k is exact for k in [-127, 127], so the single IEEE rounding of each gives
+// the same float (denormals kept: the target is built with -ftz=false). A multiplication is
+// far cheaper than an IEEE division on the device.
+MXLENS_HD uint32_t encode_e2m1_pow2(float x, float inverse_scale, Rounding rounding) {
+  const float v = x * inverse_scale;
+  const uint32_t magnitude = e2m1_magnitude(v < 0.0f ? -v : v, rounding);
+  const uint32_t sign = (magnitude != 0 && (float_bits(x) >> 31)) ? 8u : 0u;
+  return sign | magnitude;
+}
+
+// 2^-k for the E8M0 byte k + 127 of a power-of-two scale (byte 0..254).
+MXLENS_HD float inverse_power_scale(uint8_t e8m0) {
+  return exp2i(127 - static_cast<int>(e8m0));
+}
+
 // Value of a code: the magnitudes doubled are the small integers 0,1,2,3,4,6,8,12.
 MXLENS_HD float e2m1_value(uint32_t code) {
   constexpr uint32_t kDoubled = 0xC8643210u;  // nibble i = 2 * value of magnitude i

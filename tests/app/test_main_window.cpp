@@ -4,20 +4,25 @@
 #include <QtTest>
 
 #include <QAction>
+#include <QComboBox>
 #include <QDockWidget>
 #include <QDropEvent>
 #include <QMenu>
 #include <QMenuBar>
 #include <QMimeData>
 #include <QSettings>
+#include <QStandardItemModel>
 #include <QTabWidget>
 #include <QTemporaryDir>
 
 #include "app/gui/main_window.h"
 #include "app/gui/model_summary_panel.h"
+#include "app/gui/workbench_jobs.h"
 #include "core/model/checkpoint.h"
+#include "core/util/error.h"
 #include "mxlens/gpu/cuda.h"
 #include "tests/test_data.h"
+#include "widgets/perplexity_view.h"
 #include "widgets/scales_view.h"
 
 using mxlens::gui::MainWindow;
@@ -247,6 +252,29 @@ class TestMainWindow : public QObject {
     QVERIFY2(text.contains(QString::fromStdString(mxlens::gpu::cuda_status()).toHtmlEscaped()),
              qPrintable(text));
     qInfo("backend line: %s", mxlens::gpu::cuda_status().c_str());
+  }
+
+  // The Perplexity tab offers CUDA exactly when a device is there; greyed, it says why.
+  void perplexityBackendFollowsTheDevice() {
+    MainWindow window;
+    auto* combo = window.findChild<QComboBox*>("perplexityBackend");
+    QVERIFY(combo);
+    const int cuda = combo->findData(int(mxlens::EvalBackend::cuda));
+    QVERIFY(cuda >= 0);
+    const auto* model = qobject_cast<const QStandardItemModel*>(combo->model());
+    const QStandardItem* item = model->item(cuda);
+    const bool device = mxlens::gpu::cuda_device_count() > 0;
+    QCOMPARE(item->isEnabled(), device);
+    const std::string expected =
+        device ? mxlens::gpu::cuda_status() : mxlens::gpu::cuda_unavailable_reason();
+    QCOMPARE(item->toolTip(), QString::fromStdString(expected));
+    // The factory the tab's choice gives: none for the CPU; CUDA's only with a device.
+    QVERIFY(!mxlens::gui::evaluationModelFactory(false));
+    if (device) {
+      QVERIFY(bool(mxlens::gui::evaluationModelFactory(true)));
+    } else {
+      QVERIFY_THROWS_EXCEPTION(mxlens::Error, mxlens::gui::evaluationModelFactory(true));
+    }
   }
 };
 

@@ -157,6 +157,38 @@ class TestMxfp4KernelRules : public QObject {
     QCOMPARE(QString::fromStdString(code_digits(block)), codes);
   }
 
+  // The fused site kernel forms x · 2^-k instead of x / 2^k for power-of-two scales: the same
+  // code for every scale byte, on quotients that land on every rounding threshold and tie
+  // (elements k · 2^e near each grid point), subnormals and saturation.
+  void pow2QuotientEqualsDivision() {
+    std::vector<float> xs;
+    for (float g : {0.0f, 0.25f, 0.5f, 0.75f, 1.0f, 1.25f, 1.5f, 1.75f, 2.0f, 2.5f, 3.0f, 3.5f,
+                    4.0f, 5.0f, 6.0f, 7.0f})
+      for (float nudge : {-1.0f, 0.0f, 1.0f})
+        for (int e = -140; e <= 127; e += 3) {
+          const float base = std::ldexp(g, e);
+          const float x = nudge == 0 ? base : std::nextafter(base, nudge * 1e38f);
+          xs.push_back(x);
+          xs.push_back(-x);
+        }
+    const std::vector<float> random = make_input(Input::gaussian, 64, 256, 17);
+    xs.insert(xs.end(), random.begin(), random.end());
+    int64_t checked = 0, mismatches = 0;
+    for (int byte = 0; byte <= 254; ++byte) {
+      const float scale = kr::exp2i(byte - 127);
+      const float inverse = kr::inverse_power_scale(static_cast<uint8_t>(byte));
+      QCOMPARE(scale * inverse, 1.0f);
+      for (Rounding rounding : {Rounding::rne, Rounding::ggml})
+        for (float x : xs) {
+          ++checked;
+          if (kr::encode_e2m1_pow2(x, inverse, rounding) != kr::encode_e2m1(x, scale, rounding))
+            ++mismatches;
+        }
+    }
+    qInfo("%lld (value, scale byte, rounding) triples", static_cast<long long>(checked));
+    QCOMPARE(mismatches, int64_t{0});
+  }
+
   // The comparison can fail: one flipped nibble in the emulated block is seen.
   void flippedNibbleIsDetected() {
     const std::vector<float> x = make_input(Input::gaussian, 2, 64, 3);

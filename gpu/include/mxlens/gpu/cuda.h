@@ -69,6 +69,17 @@ void cuda_fake_quantize_mxfp4(std::span<const float> x, int64_t rows, int64_t co
                               std::span<float> out, const QuantOptions& options = {},
                               int device = 0);
 
+// The activation path of a W4A4 site, fused (the kernel the CUDA forward runs): per row of a
+// row-major rows x cols matrix, x ← x·blockdiag(R) with R 32×32 row-major (rotation32 empty:
+// no rotation; then any cols > 0, a short last block quantized as zero-padded), then MXFP4 fake
+// quantization per 32-block when `quant` is given (E8M0 rules only). The quantization equals
+// core's fake_quantize_rows bit for bit on the rotated floats; the rotation uses fused
+// multiply-adds in index order, so it may differ from Eigen's product in the last bits.
+// out.size() == x.size() == rows * cols; out may be x.
+void cuda_rotate_quantize_rows(std::span<const float> x, int64_t rows, int64_t cols,
+                               std::span<const float> rotation32, const QuantOptions* quant,
+                               std::span<float> out, int device = 0);
+
 // --- MXFP4, device pointers -------------------------------------------------------------
 // The same kernels on memory already on the current device, enqueued on `stream` (a
 // cudaStream_t passed as void*; nullptr is the default stream) and not waited for. Float
@@ -86,6 +97,10 @@ void dequantize_mxfp4_pairs(const uint8_t* packed, const uint8_t* scales, ScaleR
 // out may equal x (in place).
 void fake_quantize_mxfp4(const float* x, int64_t rows, int64_t cols, float* out,
                          const QuantOptions& options, void* stream = nullptr);
+// cuda_rotate_quantize_rows in place on device memory; rotation32: 1024 floats on the device
+// or null; quant null: rotation only. No alignment needed.
+void rotate_quantize_rows(float* x, int64_t rows, int64_t cols, const float* rotation32,
+                          const QuantOptions* quant, void* stream = nullptr);
 }  // namespace device
 
 }  // namespace mxlens::gpu
