@@ -68,7 +68,7 @@ ExportPlan plan_export(const Checkpoint& ckpt, const Session& session, const fs:
   const QuantPlan plan = make_plan(session, ckpt.config());
   ExportPlan result = plan_format(ckpt, session, plan, options);
   check_output_target(out, output_kind(options.format), options.force, ckpt.dir());
-  check_free_space(out, result.bytes);
+  check_free_space(out, result.bytes, options.free_bytes);
   return result;
 }
 

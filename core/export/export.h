@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "core/calib/session.h"
+#include "core/io/staged_output.h"
 #include "core/model/checkpoint.h"
 #include "core/util/progress.h"
 
@@ -42,6 +43,9 @@ struct ExportOptions {
   // fp_quant: above this many bytes of tensors, model-NNNNN-of-NNNNN.safetensors shards with
   // model.safetensors.index.json (Hugging Face's default limit is 5 GB).
   uint64_t max_shard_bytes = uint64_t(5) << 30;
+  // Free bytes where the output goes (empty: the file system's, free_bytes_at); the tests set
+  // it to see the refusal without filling a disk.
+  FreeBytesFn free_bytes;
 };
 
 struct ExportedFile {

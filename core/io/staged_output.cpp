@@ -99,9 +99,9 @@ uint64_t free_bytes_at(const fs::path& path) {
   return info.available;
 }
 
-void check_free_space(const fs::path& out, uint64_t bytes_needed) {
+void check_free_space(const fs::path& out, uint64_t bytes_needed, const FreeBytesFn& free_bytes) {
   const uint64_t margin = std::max<uint64_t>(uint64_t(16) << 20, bytes_needed / 100);
-  const uint64_t free = free_bytes_at(parent_of(out));
+  const uint64_t free = free_bytes ? free_bytes(parent_of(out)) : free_bytes_at(parent_of(out));
   if (bytes_needed + margin > free)
     throw Error(out.string(), "needs " + human_bytes(bytes_needed) + " but only " +
                                   human_bytes(free) + " are free on " +

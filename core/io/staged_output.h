@@ -7,6 +7,7 @@
 // and removed only after the new one is in place.
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 
 namespace mxlens {
 
@@ -22,8 +23,11 @@ void check_output_target(const std::filesystem::path& out, OutputKind kind, bool
 // Free bytes on the file system that holds `path` (or its nearest existing parent).
 uint64_t free_bytes_at(const std::filesystem::path& path);
 // Throws Error(out, "needs N (…) but only M (…) are free on <fs path>") when `bytes_needed`
-// plus a 1 % / 16 MiB margin does not fit. Sizes are printed in MB/GB and bytes.
-void check_free_space(const std::filesystem::path& out, uint64_t bytes_needed);
+// plus a 1 % / 16 MiB margin does not fit. Sizes are printed in MB/GB and bytes. `free_bytes`
+// answers for the output's parent directory (default: free_bytes_at).
+using FreeBytesFn = std::function<uint64_t(const std::filesystem::path&)>;
+void check_free_space(const std::filesystem::path& out, uint64_t bytes_needed,
+                      const FreeBytesFn& free_bytes = {});
 
 class StagedOutput {
  public:

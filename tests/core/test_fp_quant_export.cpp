@@ -21,8 +21,8 @@
 #include "core/io/staged_output.h"
 #include "core/model/checkpoint.h"
 #include "core/model/fp_quant_config.h"
-#include "core/mx/mxfp4.h"
 #include "core/model/synthetic_checkpoint.h"
+#include "core/mx/mxfp4.h"
 #include "core/mx/packing.h"
 #include "core/plant/plant.h"
 #include "core/quant/fp_quant_plan.h"
@@ -379,6 +379,44 @@ class TestFpQuantExport : public QObject {
     const uint64_t free = free_bytes_at(dir());
     QVERIFY_THROWS_EXCEPTION(Error, check_free_space(dir() / "x", free + (uint64_t(1) << 30)));
     check_free_space(dir() / "x", 1024);
+    // The export runs that check before it writes anything, for both formats, and an output
+    // it would have replaced (--force) is kept.
+    const Session smooth = calibrate_on(*ckpt_, *weights_, settings(Method::smooth));
+    for (ExportFormat f : {ExportFormat::fp_quant, ExportFormat::gguf}) {
+      const bool dir_out = f == ExportFormat::fp_quant;
+      const fs::path target = dir() / (dir_out ? "full_disk" : "full_disk.gguf");
+      if (dir_out) {
+        fs::create_directories(target);
+        std::ofstream(target / "keep.txt") << "user data";
+      } else {
+        std::ofstream(target) << "user data";
+      }
+      ExportOptions tight;
+      tight.format = f;
+      tight.force = true;
+      uint64_t asked = 0;
+      tight.free_bytes = [&](const fs::path&) { return asked = 4096; };
+      try {
+        export_checkpoint(*ckpt_, smooth, dir() / "smooth.h5", target, tight);
+        QFAIL("an export without room was not refused");
+      } catch (const Error& e) {
+        const std::string what = e.what();
+        QVERIFY2(
+            what.find("needs") != std::string::npos && what.find("are free") != std::string::npos,
+            what.c_str());
+        QVERIFY2(what.find(target.string()) != std::string::npos, what.c_str());
+      }
+      QCOMPARE(asked, uint64_t(4096));
+      QVERIFY(fs::exists(dir_out ? target / "keep.txt" : target));
+      if (!dir_out) {
+        std::ifstream in(target);
+        std::string line;
+        std::getline(in, line);
+        QCOMPARE(line, std::string("user data"));
+      }
+      for (const fs::directory_entry& e : fs::directory_iterator(dir()))
+        QVERIFY2(e.path().filename().string().find("tmp") == std::string::npos, e.path().c_str());
+    }
   }
 
   // Cancelled mid-export: no output and no temporary entry left beside it.
