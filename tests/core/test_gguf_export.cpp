@@ -32,6 +32,7 @@
 #include "core/model/forward.h"
 #include "core/model/synthetic_checkpoint.h"
 #include "core/mx/mxfp4.h"
+#include "core/plant/plant.h"
 #include "core/quant/w4a4_taps.h"
 #include "core/text/tokenizer.h"
 #include "core/util/error.h"
@@ -923,6 +924,41 @@ class TestGgufExport : public QObject {
     bool folded_note = false;
     for (const std::string& n : report.notes) folded_note |= n.find("γ/s") != std::string::npos;
     QVERIFY(folded_note);
+  }
+
+  // The planted copy (norm mode, 4 channels × 8): rtn and tied smooth round-trip bit for bit,
+  // and the smoothed export's norms undo the plant's channel scaling (γ/s is not γ there).
+  void roundTripPlantedModel() {
+    PlantOptions po;
+    po.scale = 8;
+    po.channels = 4;
+    const fs::path planted = dir() / "planted";
+    plant_outliers(*ckpt_, planted, po);
+    const Checkpoint pc = Checkpoint::open(planted);
+    const LlamaWeights pw(pc);
+    for (Method m : {Method::rtn, Method::smooth}) {
+      const Session s = calibrate_on(pc, pw, settings(m), ids_);
+      const std::string name = "planted_" + std::string(method_name(m)) + ".gguf";
+      const fs::path p = export_gguf(pc, s, name);
+      check_round_trip(pc, pw, s, p);
+      const GgufFile g = GgufFile::open(p);
+      // The planted channels' norm weights: ×8 in rtn (as planted), divided back by s in smooth.
+      LayerWeights lw;
+      pw.load_layer(0, lw);
+      const std::vector<float> an = g.read_f32("blk.0.attn_norm.weight");
+      float amax_file = 0, amax_ckpt = 0;
+      for (size_t i = 0; i < an.size(); ++i) {
+        amax_file = std::max(amax_file, std::abs(an[i]));
+        amax_ckpt = std::max(amax_ckpt, std::abs(lw.input_norm[i]));
+      }
+      qInfo("%s: %llu bytes, max |attn_norm| %.4g in the file, %.4g in the planted checkpoint",
+            name.c_str(), static_cast<unsigned long long>(g.file_size()), double(amax_file),
+            double(amax_ckpt));
+      if (m == Method::rtn)
+        QCOMPARE(amax_file, amax_ckpt);
+      else
+        QVERIFY(amax_file < amax_ckpt);
+    }
   }
 
   // Synthetic checkpoints: BF16 embeddings copied as BF16, llama3 rope_freqs, q/k biases
