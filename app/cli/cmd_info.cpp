@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -10,6 +11,7 @@
 #include <string>
 
 #include "app/cli/commands.h"
+#include "app/cli/info_gguf.h"
 #include "core/model/checkpoint.h"
 #include "core/util/error.h"
 
@@ -207,15 +209,28 @@ void print_text(const Checkpoint& ck) {
 }  // namespace
 
 void register_info(CLI::App& app) {
-  auto* cmd = app.add_subcommand("info", "Show a checkpoint's config, tensors and sizes");
+  auto* cmd = app.add_subcommand(
+      "info",
+      "Show a checkpoint's config, tensors and sizes, or a GGUF file's keys and tensors (with "
+      "the E8M0 exponent range of each MXFP4 tensor)");
   struct Options {
     std::string dir;
     bool json = false;
   };
   auto opts = std::make_shared<Options>();
-  cmd->add_option("dir", opts->dir, "Checkpoint directory (config.json + safetensors)")->required();
+  cmd->add_option("dir", opts->dir,
+                  "Checkpoint directory (config.json + safetensors) or a .gguf file")
+      ->required();
   cmd->add_flag("--json", opts->json, "Print one JSON object instead of text");
   cmd->callback([opts] {
+    if (std::filesystem::is_regular_file(opts->dir)) {
+      const GgufFile file = GgufFile::open(opts->dir);
+      if (opts->json)
+        print_gguf_json(file);
+      else
+        print_gguf_text(file);
+      return;
+    }
     const Checkpoint ck = Checkpoint::open(opts->dir);
     if (opts->json)
       print_json(ck);

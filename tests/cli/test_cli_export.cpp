@@ -3,11 +3,13 @@
 #include <QtTest>
 
 #include <QDir>
+#include <QFile>
 #include <QFileInfo>
 #include <QJsonArray>
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QTemporaryDir>
+#include <algorithm>
 #include <cmath>
 
 #include "tests/cli/cli_runner.h"
@@ -97,6 +99,62 @@ class TestCliExport : public QObject {
                          "--windows", "1"});
     QCOMPARE(both.exit_code, 1);
     QVERIFY2(both.err.contains("fp_quant"), qPrintable(both.err));
+  }
+
+  // GGUF: weight-only note, then `info` reads the file back; its E8M0 ranges are checked
+  // against the raw bytes at the offsets it reports. A rotated session is refused by site.
+  void ggufExportAndInfo() {
+    const QString session = calibrate("rtn.h5", {"--method", "rtn"});
+    QVERIFY(!session.isEmpty());
+    const QString out = dir_.filePath("rtn.gguf");
+    auto r = run_cli({"export", model(), "--session", session, "--format", "gguf", "--out", out});
+    QVERIFY2(r.exit_code == 0, qPrintable(r.err));
+    QVERIFY2(r.out.contains("weight-only"), qPrintable(r.out));
+    auto info = run_cli({"info", out, "--json"});
+    QVERIFY2(info.exit_code == 0, qPrintable(info.err));
+    const QJsonObject j = parse(info.out);
+    QCOMPARE(j["keys"].toObject()["general.architecture"].toObject()["value"].toString(),
+             QString("llama"));
+    QCOMPARE(j["keys"].toObject()["general.file_type"].toObject()["value"].toInt(), 38);
+    const QJsonArray tensors = j["tensors"].toArray();
+    QCOMPARE(tensors.size(), 20);
+    QFile f(out);
+    QVERIFY(f.open(QIODevice::ReadOnly));
+    const QByteArray bytes = f.readAll();
+    QCOMPARE(qint64(bytes.size()), qint64(j["file_bytes"].toDouble()));
+    int mxfp4 = 0;
+    for (const QJsonValue& v : tensors) {
+      const QJsonObject t = v.toObject();
+      if (t["type"].toString() != "MXFP4") continue;
+      ++mxfp4;
+      const qint64 at = qint64(j["data_offset"].toDouble() + t["offset"].toDouble());
+      const qint64 n = qint64(t["bytes"].toDouble());
+      QCOMPARE(n % 17, qint64(0));
+      int lo = 255, hi = 0;
+      for (qint64 b = at; b < at + n; b += 17) {
+        lo = std::min(lo, int(uint8_t(bytes[b])));
+        hi = std::max(hi, int(uint8_t(bytes[b])));
+      }
+      QCOMPARE(t["e8m0_exponent_min"].toInt(), lo - 127);
+      QCOMPARE(t["e8m0_exponent_max"].toInt(), hi - 127);
+    }
+    QCOMPARE(mxfp4, 14);
+    auto text = run_cli({"info", out});
+    QVERIFY2(text.exit_code == 0 && text.out.contains("blk.1.ffn_down.weight"),
+             qPrintable(text.err));
+
+    const QString dq = calibrate("dq_gguf.h5", {"--method", "duquantpp", "--smooth-gqa", "tied"});
+    QVERIFY(!dq.isEmpty());
+    auto refused =
+        run_cli({"export", model(), "--session", dq, "--format", "gguf", "--out", out + "2"});
+    QCOMPARE(refused.exit_code, 1);
+    QVERIFY2(refused.err.contains("layer 0") && refused.err.contains("fp_quant"),
+             qPrintable(refused.err));
+    QVERIFY(!QFileInfo::exists(out + "2"));
+    // info on something that is neither a checkpoint nor GGUF names the file.
+    auto bad = run_cli({"info", session});
+    QCOMPARE(bad.exit_code, 1);
+    QVERIFY2(bad.err.contains("rtn.h5") && bad.err.contains("GGUF"), qPrintable(bad.err));
   }
 
   void refusals() {
