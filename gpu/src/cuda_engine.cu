@@ -465,6 +465,11 @@ void CudaEngine::finish_upload() {
 
 void CudaEngine::Impl::ensure_window(int64_t T) {
   if (T <= capacity) return;
+  // Each allocate() releases the old buffer before asking for the new one, so a cudaMalloc that
+  // fails part-way leaves some buffers null or too small. Forget the capacity first: a later run
+  // then allocates everything again instead of using those buffers (null or out-of-bounds
+  // pointers in the kernels).
+  capacity = 0;
   const size_t t = size_t(T);
   ids.allocate(t, "token ids");
   x.allocate(t * size_t(d()), "residual stream");
@@ -486,6 +491,7 @@ void CudaEngine::Impl::ensure_window(int64_t T) {
 
 void CudaEngine::Impl::ensure_rope(int64_t T) {
   if (T <= rope_positions) return;
+  rope_positions = 0;  // as in ensure_window: a failed allocation must not leave a stale count
   const int64_t half = int64_t(cfg.inv_freq.size());
   std::vector<float> c(size_t(T * half)), s(size_t(T * half));
   for (int64_t p = 0; p < T; ++p)
