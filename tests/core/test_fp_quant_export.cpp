@@ -158,6 +158,45 @@ class TestFpQuantExport : public QObject {
     const uint8_t* r = reinterpret_cast<const uint8_t*>(blocks.data());
     const uint8_t expect[17] = {0x7F, 0x52, 0xF9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     QVERIFY(std::memcmp(r, expect, 17) == 0);
+
+    // algorithm.md §1.6 V1: S1 pairs bytes as listed there; S2 (fpquant) codes as listed,
+    // packed by the same rule, with the scale byte 0x7F (scale 4/3) that the fp_quant writer
+    // stores as 0x81 beside weight_global_scale 3 (formats.md §4.1; roundTripOriginalModel checks
+    // that shift on a written file).
+    const std::vector<float> v1 = {
+        0.1234f, -0.5678f, 0.9012f,  -1.3456f, 1.7890f,  -2.2222f, 0.0311f,  -0.0001f,
+        0.4444f, -0.6667f, 2.9000f,  -3.1415f, 0.7071f,  -0.2500f, 1.1111f,  -1.9999f,
+        0.3333f, -0.8765f, 5.4321f,  -0.0625f, 0.1500f,  -4.0500f, 2.5100f,  -0.3750f,
+        0.0000f, 1.4142f,  -1.7321f, 0.6000f,  -0.9000f, 3.6000f,  -2.7000f, 0.0450f};
+    const auto pairs_of = [](const std::vector<float>& v, ScaleRule rule) {
+      QuantOptions o;
+      o.scale_rule = rule;
+      TensorScale ts_v;
+      const std::vector<Mxfp4Block> b = quantize_mxfp4(v, o, &ts_v);
+      return block_records_to_pairs(block_bytes(std::span<const Mxfp4Block>(b)), 32);
+    };
+    const auto codes_to_pairs = [](const char* hex) {
+      std::vector<uint8_t> out;
+      for (int j = 0; j < 16; ++j) {
+        const auto nib = [&](int i) {
+          const char c = hex[i];
+          return uint8_t(c <= '9' ? c - '0' : c - 'a' + 10);
+        };
+        out.push_back(uint8_t(nib(2 * j) | (nib(2 * j + 1) << 4)));
+      }
+      return out;
+    };
+    const PairsLayout s1 = pairs_of(v1, ScaleRule::ocp_floor);
+    const std::vector<uint8_t> s1_expect = {0x90, 0xb2, 0xc4, 0x00, 0x91, 0xd5, 0x01, 0xc2,
+                                            0xa1, 0x07, 0xe0, 0x95, 0x30, 0x1b, 0x6a, 0x0d};
+    QCOMPARE(std::vector<uint8_t>(s1.packed.begin(), s1.packed.end()), s1_expect);
+    QCOMPARE(int(s1.scales[0]), 0x7F);
+    QCOMPARE(std::vector<uint8_t>(s1.packed.begin(), s1.packed.end()),
+             codes_to_pairs("092b4c00195d102c1a700e5903b1a6d0"));
+    const PairsLayout s2 = pairs_of(v1, ScaleRule::fpquant);
+    QCOMPARE(std::vector<uint8_t>(s2.packed.begin(), s2.packed.end()),
+             codes_to_pairs("091a3b00194c102b09600d4902b195c0"));
+    QCOMPARE(int(s2.scales[0]), 0x7F);
   }
 
   // The written files, parsed without mxlens's reader: names, dtypes, shapes, offsets, and
@@ -260,6 +299,19 @@ class TestFpQuantExport : public QObject {
     float v = 0;
     std::memcpy(&v, raw_data(f, g), 4);
     QCOMPARE(v, 3.0f);
+    // The file's scale bytes are the session's E8M0 bytes + 2 (2^k·4/3 stored as 3·2^k / 3).
+    {
+      const QuantPlan plan = make_plan(s, weights_->config());
+      LayerWeights lw;
+      weights_->load_layer(0, lw);
+      const ExportedWeight ew = export_weight_blocks(plan, lw, Linear::Up);
+      const RawTensor& sc = f.tensors.at("model.layers.0.mlp.up_proj.scales");
+      QCOMPARE(sc.dtype, std::string("U8"));
+      const uint8_t* bytes = raw_data(f, sc);
+      QCOMPARE(size_t(sc.shape[0] * sc.shape[1]), ew.blocks.size());
+      for (size_t i = 0; i < ew.blocks.size(); ++i)
+        QCOMPARE(int(bytes[i]), ew.blocks[i].e == 0xFF ? 0xFF : int(ew.blocks[i].e) + 2);
+    }
     // Without mxlens's record the loader uses the runtime's abs_max (= fpquant): same PPL.
     const Checkpoint exported = Checkpoint::open(dir() / "rt_fq");
     QCOMPARE(fp_quant_plan(exported).scheme().activations.options.scale_rule, ScaleRule::fpquant);
