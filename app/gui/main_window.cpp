@@ -721,19 +721,47 @@ void MainWindow::setTieGqaSmoothing(bool on) {
   if (tie_gqa_action_) tie_gqa_action_->setChecked(on);
 }
 
+QStringList MainWindow::exportFormatChoices() const {
+  if (!session_ || !checkpoint_) return {};
+  QStringList choices;
+  const struct {
+    ExportFormat format;
+    QString label;
+  } formats[] = {
+      {ExportFormat::fp_quant,
+       tr("fp_quant: transformers FP-Quant, MXFP4 W4A4 with the learned rotations")},
+      {ExportFormat::gguf, tr("gguf: llama.cpp, MXFP4 weights only (methods without rotations)")},
+  };
+  for (const auto& f : formats) {
+    // The refusal's first clause (the full text is shown when the format is picked).
+    QString why = QString::fromStdString(export_refusal(*checkpoint_, *session_, f.format));
+    const QString prefix = QString::fromStdString(std::string(to_string(f.format))) + ": ";
+    if (why.startsWith(prefix)) why = why.mid(prefix.size());
+    if (const qsizetype cut = why.indexOf("; "); cut > 0) why.truncate(cut);
+    choices << (why.isEmpty() ? f.label : f.label + tr(" — not for this session: %1").arg(why));
+  }
+  return choices;
+}
+
 void MainWindow::chooseExport() {
   if (!session_) {
     report_error_(failure_title(kExportTag), tr("There is no session to export: calibrate first."));
     return;
   }
-  const QStringList formats = {
-      tr("fp_quant: transformers FP-Quant, MXFP4 W4A4 with the learned rotations"),
-      tr("gguf: llama.cpp, MXFP4 weights only (methods without rotations)")};
+  const QStringList formats = exportFormatChoices();
   bool ok = false;
   const QString choice = QInputDialog::getItem(this, tr("Export Calibrated Checkpoint"),
                                                tr("Format:"), formats, 0, false, &ok);
   if (!ok) return;
   const ExportFormat format = choice == formats[1] ? ExportFormat::gguf : ExportFormat::fp_quant;
+  // A format this session cannot go to: say why now, not after a file name.
+  if (const std::string why = export_refusal(*checkpoint_, *session_, format); !why.empty()) {
+    QString message = QString::fromStdString(why);
+    if (why.find("--smooth-gqa tied") != std::string::npos)
+      message += tr(" (in the window: Run ▸ Exportable Smoothing, then calibrate again)");
+    report_error_(failure_title(kExportTag), message);
+    return;
+  }
   QSettings settings;
   const QString start_dir = settings.value(kLastExportDirKey, QDir::homePath()).toString();
   const QString base = QStringLiteral("%1-%2").arg(

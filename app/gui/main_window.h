@@ -103,6 +103,10 @@ class MainWindow : public QMainWindow {
   // File ▸ Export ▸ Calibrated Checkpoint without the dialogs: exports the current session
   // (core/export/export.h) on the job thread. `force` replaces an existing output.
   void exportCheckpointTo(ExportFormat format, const QString& out, bool force);
+  // The choices of the export dialog's format list, in ExportFormat order: each format's
+  // one-line description, and, when the current session cannot go to it, why (so the refusal
+  // shows before a file name is asked for). Empty without a session.
+  QStringList exportFormatChoices() const;
   // The last finished export (for tests and the summary dialog); empty before one.
   std::optional<ExportReport> lastExport() const { return last_export_; }
   // Run ▸ Exportable Smoothing: calibrations tie o_proj smoothing across GQA groups

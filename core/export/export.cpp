@@ -54,19 +54,35 @@ ExportPlan plan_format(const Checkpoint& ckpt, const Session& session, const Qua
   throw Error("export", "unknown format");
 }
 
-}  // namespace
-
-ExportPlan plan_export(const Checkpoint& ckpt, const Session& session, const fs::path& session_file,
-                       const fs::path& out, const ExportOptions& options) {
-  check_session_model(session, model_fingerprint(ckpt), session_file);
-  const std::string format(to_string(options.format));
+// The format's own checks: method, scheme, every site (plan_format throws the refusals).
+ExportPlan check_format(const Checkpoint& ckpt, const Session& session,
+                        const fs::path& session_file, const ExportOptions& options) {
   if (!method_quantizes(session.settings.method))
     throw Error(session_file.string(),
                 "the session's method is fp, which quantizes nothing; "
                 "export a session of a quantizing method");
-  check_exportable_scheme(session.settings.scheme, format);
+  check_exportable_scheme(session.settings.scheme, to_string(options.format));
   const QuantPlan plan = make_plan(session, ckpt.config());
-  ExportPlan result = plan_format(ckpt, session, plan, options);
+  return plan_format(ckpt, session, plan, options);
+}
+
+}  // namespace
+
+std::string export_refusal(const Checkpoint& ckpt, const Session& session, ExportFormat format) {
+  ExportOptions options;
+  options.format = format;
+  try {
+    (void)check_format(ckpt, session, "session", options);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return {};
+}
+
+ExportPlan plan_export(const Checkpoint& ckpt, const Session& session, const fs::path& session_file,
+                       const fs::path& out, const ExportOptions& options) {
+  check_session_model(session, model_fingerprint(ckpt), session_file);
+  ExportPlan result = check_format(ckpt, session, session_file, options);
   check_output_target(out, output_kind(options.format), options.force, ckpt.dir());
   check_free_space(out, result.bytes, options.free_bytes);
   return result;

@@ -81,6 +81,12 @@ ExportPlan plan_export(const Checkpoint& checkpoint, const Session& session,
                        const std::filesystem::path& session_file, const std::filesystem::path& out,
                        const ExportOptions& options);
 
+// Why `session` cannot be exported to `format` at all (method, scheme or a site the format
+// cannot hold: plan_export's format checks, without the model fingerprint, the output or the
+// disk), as "source: problem"; empty when it can. For choosing a format before a file name.
+std::string export_refusal(const Checkpoint& checkpoint, const Session& session,
+                           ExportFormat format);
+
 // plan_export, then writes. Progress per tensor; Cancelled leaves no output behind.
 ExportReport export_checkpoint(const Checkpoint& checkpoint, const Session& session,
                                const std::filesystem::path& session_file,

@@ -483,6 +483,16 @@ class TestWorkbench : public QObject {
     QVERIFY(tmp.isValid());
     QCOMPARE(int(w.window.session()->settings.method), int(Method::duquantpp));
     QVERIFY(!w.window.tieGqaSmoothing());
+    // The format list says before any file dialog what this session cannot become: online
+    // GQA smoothing (fp_quant) and a rotation (gguf).
+    QStringList choices = w.window.exportFormatChoices();
+    QCOMPARE(choices.size(), 2);
+    qInfo("format choices: %s | %s", qPrintable(choices[0]), qPrintable(choices[1]));
+    QVERIFY2(choices[0].startsWith("fp_quant") && choices[0].contains("not for this session") &&
+                 choices[0].contains("online"),
+             qPrintable(choices[0]));
+    QVERIFY2(choices[1].startsWith("gguf") && choices[1].contains("rotates"),
+             qPrintable(choices[1]));
     const QString refused = tmp.filePath("refused");
     w.window.exportCheckpointTo(mxlens::ExportFormat::fp_quant, refused, false);
     QVERIFY(w.window.runner()->waitIdle(kWaitMs));
@@ -496,6 +506,9 @@ class TestWorkbench : public QObject {
     w.window.findChild<QAction*>("actionQuickCalibrate")->trigger();
     QVERIFY(w.window.runner()->waitIdle(kWaitMs));
     QVERIFY(w.window.session()->settings.smoothing.tie_gqa);
+    choices = w.window.exportFormatChoices();
+    QVERIFY2(!choices[0].contains("not for this session"), qPrintable(choices[0]));
+    QVERIFY2(choices[1].contains("not for this session"), qPrintable(choices[1]));
     const QString out = tmp.filePath("exported");
     w.window.exportCheckpointTo(mxlens::ExportFormat::fp_quant, out, false);
     QVERIFY(w.window.runner()->waitIdle(kWaitMs));

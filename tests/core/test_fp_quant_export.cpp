@@ -414,6 +414,18 @@ class TestFpQuantExport : public QObject {
     expect_refusal(calibrate_on(*ckpt_, *weights_, log8), "dqv2_log8");
     expect_refusal(calibrate_on(*ckpt_, *weights_, settings(Method::fp)), "fp");
 
+    // export_refusal: the same format checks without an output, for choosing a format.
+    {
+      const Session so = calibrate_on(*ckpt_, *weights_, online);
+      const std::string fq = export_refusal(*ckpt_, so, ExportFormat::fp_quant);
+      QVERIFY2(fq.find("--smooth-gqa tied") != std::string::npos, fq.c_str());
+      const Session st = calibrate_on(*ckpt_, *weights_, settings(Method::duquantpp));
+      QCOMPARE(export_refusal(*ckpt_, st, ExportFormat::fp_quant), std::string());
+      const std::string gg = export_refusal(*ckpt_, st, ExportFormat::gguf);
+      QVERIFY2(gg.find("layer 0 qkv") != std::string::npos, gg.c_str());
+      const Session sm = calibrate_on(*ckpt_, *weights_, settings(Method::smooth));
+      QCOMPARE(export_refusal(*ckpt_, sm, ExportFormat::gguf), std::string());
+    }
     // An existing output is kept unless --force.
     const Session s = calibrate_on(*ckpt_, *weights_, settings(Method::rtn));
     save_session(s, dir() / "rtn.h5");
