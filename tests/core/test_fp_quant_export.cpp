@@ -4,7 +4,11 @@
 #include <QTemporaryDir>
 #include <QtTest>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -498,6 +502,78 @@ class TestFpQuantExport : public QObject {
     QVERIFY_THROWS_EXCEPTION(Cancelled,
                              export_checkpoint(*ckpt_, s, dir() / "c.h5", parent / "out", {}, p));
     QVERIFY(fs::is_empty(parent));
+  }
+
+  // An export killed mid-way (SIGKILL while it writes layer 1) replacing an existing output
+  // (--force): the old output is intact, nothing that looks like the output is added (only a
+  // hidden ".<name>.export-tmp-<pid>-<n>" entry), and a later export still works.
+  void killedExportKeepsOldOutput() {
+    const Session s = calibrate_on(*ckpt_, *weights_, settings(Method::smooth));
+    for (ExportFormat f : {ExportFormat::fp_quant, ExportFormat::gguf}) {
+      const bool dir_out = f == ExportFormat::fp_quant;
+      const fs::path parent = dir() / (std::string("killed_") + std::string(to_string(f)));
+      fs::create_directories(parent);
+      const fs::path out = parent / (dir_out ? "model" : "model.gguf");
+      if (dir_out) {
+        fs::create_directories(out);
+        std::ofstream(out / "keep.txt") << "old";
+      } else {
+        std::ofstream(out) << "old";
+      }
+      ExportOptions o;
+      o.format = f;
+      o.force = true;
+      int fds[2];
+      QVERIFY(::pipe(fds) == 0);
+      const pid_t child = ::fork();
+      QVERIFY(child >= 0);
+      if (child == 0) {
+        ::close(fds[0]);
+        const Progress p([&](double, std::string_view stage) {
+          // fp_quant reports layers, GGUF tensors: stop in layer 1 either way.
+          if (stage != "layer 1" && stage != "blk.1.attn_norm.weight") return;
+          const char byte = 'x';
+          if (::write(fds[1], &byte, 1) != 1) ::_exit(3);
+          ::sleep(10);  // the parent kills us here
+        });
+        try {
+          export_checkpoint(*ckpt_, s, "k.h5", out, o, p);
+        } catch (...) {
+          ::_exit(2);
+        }
+        ::_exit(0);
+      }
+      ::close(fds[1]);
+      char byte = 0;
+      const ssize_t got = ::read(fds[0], &byte, 1);
+      ::close(fds[0]);
+      ::kill(child, SIGKILL);
+      int status = 0;
+      QCOMPARE(::waitpid(child, &status, 0), child);
+      QCOMPARE(got, ssize_t(1));
+      QVERIFY(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+      // The old output is as it was; everything else is a hidden temporary of the killed pid.
+      if (dir_out) {
+        QVERIFY(fs::exists(out / "keep.txt"));
+        QVERIFY(!fs::exists(out / "model.safetensors"));
+      } else {
+        QCOMPARE(fs::file_size(out), uintmax_t(3));
+      }
+      int temps = 0;
+      for (const fs::directory_entry& e : fs::directory_iterator(parent)) {
+        const std::string name = e.path().filename().string();
+        if (e.path() == out) continue;
+        QVERIFY2(
+            name.front() == '.' && name.find("-tmp-" + std::to_string(child)) != std::string::npos,
+            name.c_str());
+        ++temps;
+      }
+      QCOMPARE(temps, 1);
+      // A later export replaces the old output.
+      export_checkpoint(*ckpt_, s, "k.h5", out, o);
+      QVERIFY(dir_out ? fs::exists(out / "model.safetensors") : fs::file_size(out) > 1000);
+      QVERIFY(!dir_out || !fs::exists(out / "keep.txt"));
+    }
   }
 
   // Broken fp_quant checkpoints are refused naming the file.
