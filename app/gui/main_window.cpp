@@ -721,26 +721,33 @@ void MainWindow::setTieGqaSmoothing(bool on) {
   if (tie_gqa_action_) tie_gqa_action_->setChecked(on);
 }
 
-QStringList MainWindow::exportFormatChoices() const {
+std::vector<MainWindow::ExportChoice> MainWindow::exportChoices() const {
   if (!session_ || !checkpoint_) return {};
-  QStringList choices;
-  const struct {
-    ExportFormat format;
-    QString label;
-  } formats[] = {
+  std::vector<ExportChoice> choices = {
       {ExportFormat::fp_quant,
-       tr("fp_quant: transformers FP-Quant, MXFP4 W4A4 with the learned rotations")},
-      {ExportFormat::gguf, tr("gguf: llama.cpp, MXFP4 weights only (methods without rotations)")},
+       tr("fp_quant: transformers FP-Quant, MXFP4 W4A4 with the learned rotations"),
+       {}},
+      {ExportFormat::gguf,
+       tr("gguf: llama.cpp, MXFP4 weights only (methods without rotations)"),
+       {}},
   };
-  for (const auto& f : formats) {
+  for (ExportChoice& c : choices) {
+    c.refusal = export_refusal(*checkpoint_, *session_, c.format);
+    if (c.refusal.empty()) continue;
     // The refusal's first clause (the full text is shown when the format is picked).
-    QString why = QString::fromStdString(export_refusal(*checkpoint_, *session_, f.format));
-    const QString prefix = QString::fromStdString(std::string(to_string(f.format))) + ": ";
+    QString why = QString::fromStdString(c.refusal);
+    const QString prefix = QString::fromStdString(std::string(to_string(c.format))) + ": ";
     if (why.startsWith(prefix)) why = why.mid(prefix.size());
     if (const qsizetype cut = why.indexOf("; "); cut > 0) why.truncate(cut);
-    choices << (why.isEmpty() ? f.label : f.label + tr(" — not for this session: %1").arg(why));
+    c.label += tr(" — not for this session: %1").arg(why);
   }
   return choices;
+}
+
+QStringList MainWindow::exportFormatChoices() const {
+  QStringList labels;
+  for (const ExportChoice& c : exportChoices()) labels << c.label;
+  return labels;
 }
 
 void MainWindow::chooseExport() {
@@ -748,18 +755,21 @@ void MainWindow::chooseExport() {
     report_error_(failure_title(kExportTag), tr("There is no session to export: calibrate first."));
     return;
   }
-  const QStringList formats = exportFormatChoices();
+  const std::vector<ExportChoice> choices = exportChoices();
+  QStringList labels;
+  for (const ExportChoice& c : choices) labels << c.label;
   bool ok = false;
-  const QString choice = QInputDialog::getItem(this, tr("Export Calibrated Checkpoint"),
-                                               tr("Format:"), formats, 0, false, &ok);
+  const QString picked = QInputDialog::getItem(this, tr("Export Calibrated Checkpoint"),
+                                               tr("Format:"), labels, 0, false, &ok);
   if (!ok) return;
-  const ExportFormat format = choice == formats[1] ? ExportFormat::gguf : ExportFormat::fp_quant;
+  const qsizetype index = labels.indexOf(picked);  // the dialog is not editable
+  if (index < 0) return;
+  const ExportChoice& choice = choices[size_t(index)];
+  const ExportFormat format = choice.format;
   // A format this session cannot go to: say why now, not after a file name.
-  if (const std::string why = export_refusal(*checkpoint_, *session_, format); !why.empty()) {
-    QString message = QString::fromStdString(why);
-    if (why.find("--smooth-gqa tied") != std::string::npos)
-      message += tr(" (in the window: Run ▸ Exportable Smoothing, then calibrate again)");
-    report_error_(failure_title(kExportTag), message);
+  if (!choice.refusal.empty()) {
+    report_error_(failure_title(kExportTag),
+                  QString::fromStdString(withExportHint(choice.refusal)));
     return;
   }
   QSettings settings;

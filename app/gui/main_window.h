@@ -18,6 +18,8 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "core/calib/method.h"
 #include "core/export/export.h"
@@ -175,6 +177,13 @@ class MainWindow : public QMainWindow {
 
   // GUI-side view of the model: the same immutable objects the runner uses.
   std::shared_ptr<const Checkpoint> checkpoint_;
+  // One entry per ExportFormat: the dialog label and the session's refusal (empty: possible).
+  struct ExportChoice {
+    ExportFormat format;
+    QString label;
+    std::string refusal;
+  };
+  std::vector<ExportChoice> exportChoices() const;
   std::shared_ptr<const Session> session_;
   QString session_file_;
   // Bumped when another model opens: results of jobs posted for the previous one are dropped.

@@ -162,6 +162,11 @@ void jobSaveSession(const Session& session, const std::filesystem::path& file) {
   save_session(session, file);
 }
 
+std::string withExportHint(const std::string& refusal) {
+  if (refusal.find("--smooth-gqa tied") == std::string::npos) return refusal;
+  return refusal + " (in the window: Run ▸ Exportable Smoothing, then calibrate again)";
+}
+
 ExportReport jobExport(RunnerState& state, const Session& session,
                        const std::filesystem::path& session_file, const std::filesystem::path& out,
                        const ExportOptions& options, const Progress& progress) {
@@ -169,10 +174,9 @@ ExportReport jobExport(RunnerState& state, const Session& session,
   try {
     return export_checkpoint(*state.checkpoint, session, session_file, out, options, progress);
   } catch (const Error& e) {
-    if (e.problem().find("--smooth-gqa tied") == std::string::npos) throw;
-    throw Error(e.source(), e.problem() +
-                                " (in the window: Run ▸ Exportable Smoothing, then "
-                                "calibrate again)");
+    const std::string hinted = withExportHint(e.problem());
+    if (hinted == e.problem()) throw;
+    throw Error(e.source(), hinted);
   }
 }
 

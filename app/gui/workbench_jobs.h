@@ -55,8 +55,11 @@ std::shared_ptr<const Session> jobLoadSession(RunnerState& state,
                                               const std::filesystem::path& file);
 void jobSaveSession(const Session& session, const std::filesystem::path& file);
 
-// export_checkpoint of `session` for the runner's model. A refusal that recalibrating with
-// tied GQA smoothing would lift says where that switch is in the window.
+// An export refusal's text, plus where the window's switch is when recalibrating with tied GQA
+// smoothing would lift it (the CLI's texts name --smooth-gqa tied).
+std::string withExportHint(const std::string& refusal);
+
+// export_checkpoint of `session` for the runner's model; a refusal carries withExportHint.
 ExportReport jobExport(RunnerState& state, const Session& session,
                        const std::filesystem::path& session_file, const std::filesystem::path& out,
                        const ExportOptions& options, const Progress& progress);
