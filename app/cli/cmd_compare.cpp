@@ -147,7 +147,7 @@ void run_compare_cmd(const CompareArgs& a) {
       "they rank methods reliably where PPL moves by seed noise (out-of-domain text).\n");
   if (backend.requested != "cpu")
     for (const MethodResult& m : r.methods)
-      if (m.eval.backend == "cpu" && !r.methods.empty() && r.methods.front().eval.backend != "cpu")
+      if (m.eval.backend == "cpu" && r.methods.front().eval.backend != "cpu")
         std::printf("note (%s): evaluated on the CPU (the CUDA backend cannot run its scheme)\n",
                     std::string(method_name(m.method)).c_str());
   for (const MethodResult& m : r.methods)
