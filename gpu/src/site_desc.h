@@ -13,8 +13,8 @@
 
 namespace mxlens::gpu::detail {
 
-// multiply: x · scale, kept for the kernels' generality (no plan produces it today).
-enum class SiteScale : uint8_t { none, multiply, divide };
+// divide: x / scale, online smoothing (norm-folded smoothing is in the norm weight instead).
+enum class SiteScale : uint8_t { none, divide };
 
 struct SiteStep {
   enum class Kind : uint8_t { block_rotation, permutation, full_hadamard };

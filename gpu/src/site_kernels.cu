@@ -89,9 +89,7 @@ __global__ void __launch_bounds__(kFusedThreads)
     }
 #pragma unroll
     for (int u = 0; u < kBlocksPerWarpStep; ++u) {
-      if constexpr (kScale == SiteScale::multiply) {
-        if (valid[u]) v[u] = v[u] * scale[col[u]];
-      } else if constexpr (kScale == SiteScale::divide) {
+      if constexpr (kScale == SiteScale::divide) {
         if (valid[u]) v[u] = v[u] / scale[col[u]];
       }
       if constexpr (kRotate) stage[warp][u][lane] = v[u];
@@ -244,9 +242,6 @@ void launch_fused_site(const FusedSiteArgs& a, int multiprocessors, cudaStream_t
   switch (a.scale_mode) {
     case SiteScale::none:
       launch_fused_scaled<SiteScale::none>(a, ctas, multiprocessors, stream);
-      break;
-    case SiteScale::multiply:
-      launch_fused_scaled<SiteScale::multiply>(a, ctas, multiprocessors, stream);
       break;
     case SiteScale::divide:
       launch_fused_scaled<SiteScale::divide>(a, ctas, multiprocessors, stream);

@@ -1,6 +1,6 @@
 // The CUDA forward's description of each site (gpu/src/site_desc_from_plan.h) against the CPU's
 // QuantPlan, with no device: a host emulation of what the site kernels do with the description
-// (smoothing multiply/divide, block rotations with R row-major in index order, permutations,
+// (online smoothing division, block rotations with R row-major in index order, permutations,
 // full Hadamard as core's butterflies then the segment mix and signs·1/√n, then core's MXFP4
 // activation quantizer) gives the activations of QuantPlan::transform_activations + W4a4Taps,
 // for every method family calibrated on tinystories-656k, at every site of every layer. The
@@ -41,8 +41,6 @@ void emulate_transform(const gd::SiteDesc& d, RowMatrixXf& x) {
   const int C = d.channels;
   for (Eigen::Index r = 0; r < x.rows(); ++r) {
     float* row = x.row(r).data();
-    if (d.scale_mode == gd::SiteScale::multiply)
-      for (int c = 0; c < C; ++c) row[c] = row[c] * d.scale[size_t(c)];
     if (d.scale_mode == gd::SiteScale::divide)
       for (int c = 0; c < C; ++c) row[c] = row[c] / d.scale[size_t(c)];
     std::vector<float> y(static_cast<size_t>(C));
