@@ -1,6 +1,8 @@
 #pragma once
 // Runs the mxlens-cli binary (path in $MXLENS_CLI, set by tests/CMakeLists.txt) as a user
 // would, and returns its exit code and both output streams.
+#include <QJsonDocument>
+#include <QJsonObject>
 #include <QProcess>
 #include <QString>
 #include <QStringList>
@@ -46,6 +48,15 @@ inline CliBytesRun run_cli_bytes(const QStringList& args, int timeout_ms) {
   }
   return {p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -2, p.readAllStandardOutput(),
           p.readAllStandardError()};
+}
+
+// The run's stdout as one JSON object (empty, with a warning showing the output, when it is
+// not JSON).
+inline QJsonObject parse_json(const CliRun& r) {
+  QJsonParseError perr;
+  const QJsonObject j = QJsonDocument::fromJson(r.out.toUtf8(), &perr).object();
+  if (perr.error != QJsonParseError::NoError) qWarning("not JSON: %s", qPrintable(r.out));
+  return j;
 }
 
 inline QString qstr(const std::filesystem::path& p) {

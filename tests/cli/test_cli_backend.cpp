@@ -40,12 +40,7 @@ QStringList eval_656k(const QStringList& extra) {
          extra;
 }
 
-QJsonObject parse(const Run& r) {
-  QJsonParseError perr;
-  const QJsonObject j = QJsonDocument::fromJson(r.out.toUtf8(), &perr).object();
-  if (perr.error != QJsonParseError::NoError) qWarning("not JSON: %s", qPrintable(r.out));
-  return j;
-}
+using mxlens::test::parse_json;
 
 }  // namespace
 
@@ -62,14 +57,14 @@ class TestCliBackend : public QObject {
     QVERIFY(dir_.isValid());
     const Run cpu = run_cli(eval_656k({"--backend", "cpu", "--json"}));
     QVERIFY2(cpu.exit_code == 0, qPrintable(cpu.err));
-    const QJsonObject j = parse(cpu);
+    const QJsonObject j = parse_json(cpu);
     QCOMPARE(j["backend"].toString(), QString("cpu"));
     QCOMPARE(j["backend_note"].toString(), QString());
     cpu_ppl_ = j["ppl"].toDouble();
     QVERIFY(cpu_ppl_ > 1);
     const Run a = run_cli(eval_656k({"--backend", "auto", "--json"}));
     QVERIFY2(a.exit_code == 0, qPrintable(a.err));
-    device_ = parse(a)["backend"].toString() == "cuda";
+    device_ = parse_json(a)["backend"].toString() == "cuda";
     qInfo("--backend auto evaluated on %s", device_ ? "CUDA" : "the CPU");
   }
 
@@ -101,7 +96,7 @@ class TestCliBackend : public QObject {
       return;
     }
     QVERIFY2(r.exit_code == 0, qPrintable(r.err));
-    const QJsonObject j = parse(r);
+    const QJsonObject j = parse_json(r);
     QCOMPARE(j["backend"].toString(), QString("cuda"));
     QVERIFY2(j["device"].toString().startsWith("CUDA: "), qPrintable(j["device"].toString()));
     const double ppl = j["ppl"].toDouble();
@@ -114,7 +109,7 @@ class TestCliBackend : public QObject {
     QVERIFY2(text.exit_code == 0, qPrintable(text.err));
     const Run js = run_cli(eval_656k({"--backend", "auto", "--json"}));
     QVERIFY2(js.exit_code == 0, qPrintable(js.err));
-    const QJsonObject j = parse(js);
+    const QJsonObject j = parse_json(js);
     QCOMPARE(j["backend_requested"].toString(), QString("auto"));
     if (!device_) {
       // The note, on stderr at once and in the report; the CPU's numbers exactly.
@@ -139,7 +134,7 @@ class TestCliBackend : public QObject {
                            "--windows", "2", "--calib-windows", "2", "--calib-seqlen", "64",
                            "--threads", "1", "--backend", "auto", "--json"});
     QVERIFY2(r.exit_code == 0, qPrintable(r.err));
-    const QJsonObject j = parse(r);
+    const QJsonObject j = parse_json(r);
     QCOMPARE(j["backend_requested"].toString(), QString("auto"));
     const QJsonArray methods = j["methods"].toArray();
     QCOMPARE(methods.size(), 2);
@@ -158,7 +153,7 @@ class TestCliBackend : public QObject {
     const Run r =
         run_cli(eval_656k({"--session", session, "--record", "--backend", "auto", "--json"}));
     QVERIFY2(r.exit_code == 0, qPrintable(r.err));
-    const QString backend = parse(r)["backend"].toString();
+    const QString backend = parse_json(r)["backend"].toString();
     QCOMPARE(backend, QString(device_ ? "cuda" : "cpu"));
     const mxlens::Session s = mxlens::load_session(session.toStdString());
     QCOMPARE(QString::fromStdString(s.provenance.backend), backend);

@@ -43,12 +43,7 @@ QStringList small_calibration() {
           "--duquant-steps", "8", "--stats-windows", "2",  "--threads", "1"};
 }
 
-QJsonObject parse(const Run& r) {
-  QJsonParseError perr;
-  const QJsonObject j = QJsonDocument::fromJson(r.out.toUtf8(), &perr).object();
-  if (perr.error != QJsonParseError::NoError) qWarning("not JSON: %s", qPrintable(r.out));
-  return j;
-}
+using mxlens::test::parse_json;
 
 }  // namespace
 
@@ -84,7 +79,7 @@ class TestCliCalibrate : public QObject {
                           small_calibration());
     QVERIFY2(r.exit_code == 0, qPrintable(r.err));
     QVERIFY(QFileInfo(session_).size() > 0);
-    const QJsonObject j = parse(r);
+    const QJsonObject j = parse_json(r);
     QCOMPARE(j["method"].toString(), QString("duquantpp"));
     QVERIFY2(j["scheme"].toString().contains("w4a4") && j["scheme"].toString().contains("mxfp4"),
              qPrintable(j["scheme"].toString()));
@@ -135,7 +130,7 @@ class TestCliCalibrate : public QObject {
     const Run r = run_cli({"eval", model(), "--data", wiki(), "--seqlen", "128", "--session",
                            session_, "--kl", "--record", "--json", "--threads", "1"});
     QVERIFY2(r.exit_code == 0, qPrintable(r.err));
-    const QJsonObject j = parse(r);
+    const QJsonObject j = parse_json(r);
     QCOMPARE(j["method"].toString(), QString("duquantpp"));
     QVERIFY2(j["note"].toString().contains("before"), qPrintable(j["note"].toString()));
     // wiki.test.raw has 554431 ids; the tail 10 % is calibration's, so at most
@@ -151,7 +146,7 @@ class TestCliCalibrate : public QObject {
     const Run s = run_cli({"eval", model(), "--data", stories(), "--seqlen", "128", "--windows",
                            "3", "--session", session_, "--json", "--threads", "1"});
     QVERIFY2(s.exit_code == 0, qPrintable(s.err));
-    const QJsonObject js = parse(s);
+    const QJsonObject js = parse_json(s);
     QCOMPARE(js["windows"].toInt(), 3);
     QVERIFY(js["note"].toString().isEmpty());
   }
@@ -172,7 +167,7 @@ class TestCliCalibrate : public QObject {
                                       "--json"} +
                           small_calibration());
     QVERIFY2(r.exit_code == 0, qPrintable(r.err));
-    const QJsonObject j = parse(r);
+    const QJsonObject j = parse_json(r);
     const QJsonArray ms = j["methods"].toArray();
     QCOMPARE(ms.size(), 4);  // fp first, then the three asked for
     const QStringList names = {"fp", "rtn", "hadamard", "duquantpp"};

@@ -28,9 +28,7 @@ QString model() {
 QString stories() {
   return mxlens::test::qstr(mxlens::test::data_dir() / "tinystories-text" / "stories.txt");
 }
-QJsonObject parse(const QString& out) {
-  return QJsonDocument::fromJson(out.toUtf8()).object();
-}
+using mxlens::test::parse_json;
 
 }  // namespace
 
@@ -60,18 +58,18 @@ class TestCliExport : public QObject {
     auto dry =
         run_cli({"export", model(), "--session", session, "--out", out, "--dry-run", "--json"});
     QVERIFY2(dry.exit_code == 0, qPrintable(dry.err));
-    QVERIFY(parse(dry.out)["bytes"].toDouble() > 1e6);
+    QVERIFY(parse_json(dry)["bytes"].toDouble() > 1e6);
     QVERIFY(!QFileInfo::exists(out));
 
     auto r = run_cli({"export", model(), "--session", session, "--out", out, "--json"});
     QVERIFY2(r.exit_code == 0, qPrintable(r.err));
-    const QJsonObject j = parse(r.out);
+    const QJsonObject j = parse_json(r);
     QCOMPARE(j["format"].toString(), QString("fp_quant"));
     QCOMPARE(j["quantized_linears"].toInt(), 14);
     QVERIFY(!j["notes"].toArray().isEmpty());
     QVERIFY(QFileInfo(out + "/model.safetensors").isFile());
     // The planned size is what was written, up to the config's length.
-    QVERIFY(std::abs(j["total_bytes"].toDouble() - parse(dry.out)["bytes"].toDouble()) < 8192);
+    QVERIFY(std::abs(j["total_bytes"].toDouble() - parse_json(dry)["bytes"].toDouble()) < 8192);
 
     // The export evaluates to the session's W4A4 perplexity on the same windows.
     auto ev = run_cli({"eval", model(), "--session", session, "--data", stories(), "--seqlen",
@@ -80,10 +78,10 @@ class TestCliExport : public QObject {
     auto ex = run_cli({"eval", out, "--data", stories(), "--seqlen", "256", "--windows", "8",
                        "--threads", "1", "--json"});
     QVERIFY2(ex.exit_code == 0, qPrintable(ex.err));
-    const double a = parse(ev.out)["ppl"].toDouble(), b = parse(ex.out)["ppl"].toDouble();
+    const double a = parse_json(ev)["ppl"].toDouble(), b = parse_json(ex)["ppl"].toDouble();
     qInfo("eval --session %.10f, eval of the export %.10f", a, b);
     QVERIFY(a > 1 && std::abs(a - b) / a < 1e-5);
-    QVERIFY(parse(ex.out)["fp_quant"].toString().contains("fp_quant"));
+    QVERIFY(parse_json(ex)["fp_quant"].toString().contains("fp_quant"));
 
     // The output exists: refused without --force, replaced with it.
     auto again = run_cli({"export", model(), "--session", session, "--out", out});
@@ -112,7 +110,7 @@ class TestCliExport : public QObject {
     QVERIFY2(r.out.contains("weight-only"), qPrintable(r.out));
     auto info = run_cli({"info", out, "--json"});
     QVERIFY2(info.exit_code == 0, qPrintable(info.err));
-    const QJsonObject j = parse(info.out);
+    const QJsonObject j = parse_json(info);
     QCOMPARE(j["keys"].toObject()["general.architecture"].toObject()["value"].toString(),
              QString("llama"));
     QCOMPARE(j["keys"].toObject()["general.file_type"].toObject()["value"].toInt(), 38);

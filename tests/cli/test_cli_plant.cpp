@@ -34,12 +34,7 @@ QString stories() {
   return str(mxlens::test::data_dir() / "tinystories-text" / "stories.txt");
 }
 
-QJsonObject parse(const Run& r) {
-  QJsonParseError perr;
-  const QJsonObject j = QJsonDocument::fromJson(r.out.toUtf8(), &perr).object();
-  if (perr.error != QJsonParseError::NoError) qWarning("not JSON: %s", qPrintable(r.out));
-  return j;
-}
+using mxlens::test::parse_json;
 
 }  // namespace
 
@@ -81,7 +76,7 @@ class TestCliPlant : public QObject {
                                       "--out", out, "--verify", "--json", "--threads", "1"} +
                           extra);
     QVERIFY2(r.exit_code == 0, qPrintable(r.err));
-    const QJsonObject j = parse(r);
+    const QJsonObject j = parse_json(r);
     const double rel = j["relative_logit_diff"].toDouble(-1);
     qInfo("%s: max|dlogit| %.3e, max|logit| %.4g, relative %.3e", qPrintable(model),
           j["max_abs_logit_diff"].toDouble(), j["max_abs_logit"].toDouble(), rel);
