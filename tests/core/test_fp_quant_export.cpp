@@ -4,14 +4,11 @@
 #include <QTemporaryDir>
 #include <QtTest>
 
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <atomic>
-#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -33,6 +30,7 @@
 #include "core/quant/w4a4_taps.h"
 #include "core/text/tokenizer.h"
 #include "core/util/error.h"
+#include "tests/kill_in_child.h"
 #include "tests/test_data.h"
 
 using namespace mxlens;
@@ -523,35 +521,18 @@ class TestFpQuantExport : public QObject {
       ExportOptions o;
       o.format = f;
       o.force = true;
-      int fds[2];
-      QVERIFY(::pipe(fds) == 0);
-      const pid_t child = ::fork();
-      QVERIFY(child >= 0);
-      if (child == 0) {
-        ::close(fds[0]);
+      const test::KilledChild k = test::kill_child_at([&](const std::function<void()>& stop_here) {
+        // fp_quant reports layers, GGUF tensors: stop in layer 1 either way.
         const Progress p([&](double, std::string_view stage) {
-          // fp_quant reports layers, GGUF tensors: stop in layer 1 either way.
-          if (stage != "layer 1" && stage != "blk.1.attn_norm.weight") return;
-          const char byte = 'x';
-          if (::write(fds[1], &byte, 1) != 1) ::_exit(3);
-          ::sleep(10);  // the parent kills us here
+          if (stage == "layer 1" || stage == "blk.1.attn_norm.weight") stop_here();
         });
-        try {
-          export_checkpoint(*ckpt_, s, "k.h5", out, o, p);
-        } catch (...) {
-          ::_exit(2);
-        }
-        ::_exit(0);
-      }
-      ::close(fds[1]);
-      char byte = 0;
-      const ssize_t got = ::read(fds[0], &byte, 1);
-      ::close(fds[0]);
-      ::kill(child, SIGKILL);
-      int status = 0;
-      QCOMPARE(::waitpid(child, &status, 0), child);
-      QCOMPARE(got, ssize_t(1));
-      QVERIFY(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        export_checkpoint(*ckpt_, s, "k.h5", out, o, p);
+      });
+      QVERIFY(k.pid > 0);
+      QVERIFY(k.reaped);
+      QCOMPARE(k.reached, ssize_t(1));
+      QVERIFY(k.killed_by_sigkill());
+      const pid_t child = k.pid;
       // The old output is as it was; everything else is a hidden temporary of the killed pid.
       if (dir_out) {
         QVERIFY(fs::exists(out / "keep.txt"));

@@ -8,13 +8,10 @@
 
 #include <QtTest>
 
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <random>
 #include <span>
@@ -37,6 +34,7 @@
 #include "core/rotation/duquant.h"
 #include "core/rotation/greedy_search.h"
 #include "core/util/error.h"
+#include "tests/kill_in_child.h"
 #include "tests/test_data.h"
 
 using namespace mxlens;
@@ -857,35 +855,18 @@ class TestSession : public QObject {
     new_s.provenance.created_utc = "new";
     new_s.transforms[1].site(Site::Down).smooth = random_positive(cfg.intermediate_size, 3);
 
-    int fds[2];
-    QVERIFY(::pipe(fds) == 0);
-    const pid_t child = ::fork();
-    QVERIFY(child >= 0);
-    if (child == 0) {
-      ::close(fds[0]);
+    const test::KilledChild k = test::kill_child_at([&](const std::function<void()>& stop_here) {
       SessionSaveOptions opt;
       opt.on_part = [&](std::string_view part) {
-        if (part != "layer 1") return;
-        const char byte = 'x';
-        if (::write(fds[1], &byte, 1) != 1) ::_exit(3);
-        ::sleep(10);  // the parent kills us here
+        if (part == "layer 1") stop_here();
       };
-      try {
-        save_session(new_s, file, opt);
-      } catch (...) {
-        ::_exit(2);
-      }
-      ::_exit(0);
-    }
-    ::close(fds[1]);
-    char byte = 0;
-    const ssize_t got = ::read(fds[0], &byte, 1);
-    ::close(fds[0]);
-    ::kill(child, SIGKILL);
-    int status = 0;
-    QCOMPARE(::waitpid(child, &status, 0), child);
-    QCOMPARE(got, ssize_t(1));
-    QVERIFY(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+      save_session(new_s, file, opt);
+    });
+    QVERIFY(k.pid > 0);
+    QVERIFY(k.reaped);
+    QCOMPARE(k.reached, ssize_t(1));
+    QVERIFY(k.killed_by_sigkill());
+    const pid_t child = k.pid;
 
     const Session loaded = load_session(file);
     QCOMPARE(loaded.provenance.created_utc, std::string("old"));
